@@ -1,0 +1,81 @@
+"""mmkeras: multimodal representation learning with Keras 3.
+
+Public API::
+
+    recipe = mmkeras.load_recipe("recipes/gmc_mhd.yaml", overrides=["train.epochs=5"])
+    model = mmkeras.build_model(recipe)        # a compiled keras.Model
+    model.fit(dataset)
+    z = model.encode({"image": images}, modalities=["image"])
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+from mmkeras.errors import ComponentError, DataError, MMKerasError, RecipeError
+from mmkeras.recipe import Recipe, load_recipe, recipe_from_dict
+from mmkeras.registry import (
+    register_augmentation,
+    register_dataset,
+    register_encoder,
+    register_evaluator,
+    register_fusion,
+    register_head,
+    register_objective,
+    registry,
+)
+
+
+def build_model(recipe: Recipe, input_shapes: dict[str, list[int]] | None = None, strategy: Any = None, compile: bool = True):
+    """A compiled :class:`~mmkeras.model.MultimodalModel` for ``recipe`` (see :mod:`mmkeras.builder`)."""
+    from mmkeras.builder import build_model as _build
+
+    return _build(recipe, input_shapes=input_shapes, strategy=strategy, compile=compile)
+
+
+def load_model(path: str, compile: bool = True):
+    """Load a saved ``.keras`` model made by mmkeras, importing the installed components it uses."""
+    import keras
+
+    bad = registry.load_all()  # registers every component class with Keras's serializer
+    try:
+        return keras.saving.load_model(path, compile=compile)
+    except (TypeError, ValueError) as exc:
+        hint = ""
+        if bad:
+            hint = " Broken plugins: " + "; ".join(e.describe_failure() for e in bad if e.error)
+        raise MMKerasError(f"cannot load {path}: {exc}.{hint}") from exc
+
+
+def load_dataset(name: str, **params: Any):
+    """The registered dataset ``name`` with ``params``, prepared (built and cached) for use."""
+    from mmkeras.builder import instantiate
+    from mmkeras.recipe import ComponentSpec
+
+    dataset = instantiate("datasets", ComponentSpec(name=name, params=params), "dataset")
+    dataset.prepare()
+    return dataset
+
+
+__all__ = [
+    "ComponentError",
+    "DataError",
+    "MMKerasError",
+    "Recipe",
+    "RecipeError",
+    "build_model",
+    "load_dataset",
+    "load_model",
+    "load_recipe",
+    "recipe_from_dict",
+    "register_augmentation",
+    "register_dataset",
+    "register_encoder",
+    "register_evaluator",
+    "register_fusion",
+    "register_head",
+    "register_objective",
+    "registry",
+]

@@ -1,0 +1,1 @@
+"""Per-modality augmentations: Keras layers the model applies to its inputs in training only."""

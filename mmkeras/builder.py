@@ -1,0 +1,144 @@
+"""Recipe -> components -> compiled :class:`~mmkeras.model.MultimodalModel`."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import pydantic
+
+from mmkeras.data.base import DataSplit, Dataset
+from mmkeras.errors import ComponentError, RecipeError
+from mmkeras.recipe import ComponentSpec, Recipe, params_model
+from mmkeras.registry import parameters, registry
+
+
+def instantiate(kind: str, spec: ComponentSpec, where: str, defaults: dict[str, Any] | None = None, **extra: Any) -> Any:
+    """Create the component ``spec`` names, with its params validated against its signature.
+
+    ``defaults`` fill parameters the recipe leaves out (only those the class declares).
+    """
+    try:
+        cls = registry.get(kind, spec.name)
+    except ComponentError as exc:
+        raise RecipeError([f"{where}.name: {exc}"]) from None
+    declared = parameters(cls)
+    given = dict(spec.params)
+    for key, value in (defaults or {}).items():
+        if key in declared and key not in given:
+            given[key] = value
+    try:
+        validated = params_model(cls)(**given)
+    except pydantic.ValidationError as exc:
+        problems = [f"{where}.params.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+        raise RecipeError(problems) from None
+    kwargs = {k: getattr(validated, k) for k in given}
+    try:
+        return cls(**kwargs, **extra)
+    except (ValueError, TypeError) as exc:
+        raise RecipeError([f"{where}: {spec.name}: {exc}"]) from None
+
+
+def make_dataset(recipe: Recipe) -> Dataset:
+    return instantiate("datasets", ComponentSpec(name=recipe.data.dataset, params=recipe.data.params), "data.dataset")
+
+
+def input_shapes_of(split: DataSplit, modalities: list[str]) -> dict[str, list[int]]:
+    from mmkeras.data.pipeline import select
+
+    x, _ = select(split, modalities, "data")
+    return {m: list(x[m].shape[1:]) for m in modalities}
+
+
+def make_optimizer(recipe: Recipe):
+    import keras
+
+    opt = recipe.train.optimizer
+    kwargs: dict[str, Any] = {"learning_rate": opt.learning_rate}
+    if opt.clipnorm is not None:
+        kwargs["clipnorm"] = opt.clipnorm
+    if opt.weight_decay is not None:
+        kwargs["weight_decay"] = opt.weight_decay
+    classes = {
+        "adam": keras.optimizers.Adam,
+        "adamw": keras.optimizers.AdamW,
+        "sgd": keras.optimizers.SGD,
+        "rmsprop": keras.optimizers.RMSprop,
+    }
+    optimizer = classes[opt.name](**kwargs)
+    if recipe.train.mixed_precision == "float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def resolve_jit_compile(recipe: Recipe, strategy: Any) -> bool:
+    """XLA on wherever it was measured to help and work: a single device. Keras's own "auto"
+    turns it off on CPU and under any strategy; under MirroredStrategy on logical CPUs it
+    fails, so it stays off there."""
+    setting = recipe.train.jit_compile
+    if setting != "auto":
+        return bool(setting)
+    return strategy is None or getattr(strategy, "num_replicas_in_sync", 1) == 1
+
+
+def build_model(
+    recipe: Recipe,
+    input_shapes: dict[str, list[int]] | None = None,
+    strategy: Any = None,
+    compile: bool = True,
+):
+    """A compiled ``MultimodalModel`` for ``recipe``.
+
+    ``input_shapes`` (modality -> shape without the batch axis) default to those of the
+    recipe's dataset, which is then prepared and loaded.
+    """
+    import keras
+
+    from mmkeras.model import MultimodalModel
+
+    modalities = sorted(recipe.modalities)
+    if input_shapes is None:
+        dataset = make_dataset(recipe)
+        dataset.prepare()
+        input_shapes = input_shapes_of(dataset.load("train"), modalities)
+    missing = [m for m in modalities if m not in input_shapes]
+    if missing:
+        raise RecipeError([f"modalities.{missing[0]}: no input shape known for this modality"])
+    keras.mixed_precision.set_global_policy(
+        {"float16": "mixed_float16", "bfloat16": "mixed_bfloat16", None: "float32"}[recipe.train.mixed_precision]
+    )
+    keras.utils.set_random_seed(recipe.seed)
+    dims = {"output_dim": recipe.model.feature_dim}
+    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+    with scope:
+        encoders = {
+            m: instantiate("encoders", recipe.modalities[m].encoder, f"modalities.{m}.encoder", dims, name=f"{m}_encoder")
+            for m in modalities
+        }
+        augmentations = {
+            m: [
+                instantiate("augmentations", a, f"modalities.{m}.augment[{i}]", {"seed": recipe.seed + i})
+                for i, a in enumerate(recipe.modalities[m].augment)
+            ]
+            for m in modalities
+        }
+        fusion = instantiate("fusions", recipe.model.fusion, "model.fusion", dims, name="fusion")
+        head = None
+        if recipe.model.head is not None:
+            head = instantiate("heads", recipe.model.head, "model.head", {"output_dim": recipe.model.latent_dim}, name="head")
+        objective = instantiate("objectives", recipe.objective, "objective", name="objective")
+        model = MultimodalModel(
+            encoders,
+            fusion,
+            head,
+            objective,
+            augmentations=augmentations,
+            input_shapes=input_shapes,
+            subset_encoding=recipe.model.subset_encoding,
+            name=recipe.name.replace("-", "_"),
+        )
+        model.build()
+        if compile:
+            model.compile(optimizer=make_optimizer(recipe), jit_compile=resolve_jit_compile(recipe, strategy))
+    return model
+

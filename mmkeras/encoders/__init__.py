@@ -1,0 +1,1 @@
+"""Modality encoders: one per modality, raw tensor -> feature vector."""

@@ -1,0 +1,1 @@
+"""Fusions: several modality features with presence masks -> one joint feature."""

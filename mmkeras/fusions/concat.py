@@ -1,0 +1,30 @@
+"""Concatenation of modality features followed by a linear layer (late fusion by concatenation)."""
+
+from __future__ import annotations
+
+import keras
+from keras import layers, ops
+
+from mmkeras.fusions.base import Fusion
+
+
+@keras.saving.register_keras_serializable(package="mmkeras")
+class ConcatFusion(Fusion):
+    """h = W [mask_1 h_1; ...; mask_M h_M] + b, modalities in sorted name order.
+
+    A missing modality contributes zeros, so the same weights serve every subset.
+    This is the form of GMC's joint encoder head (concatenated features, one linear layer).
+    """
+
+    def __init__(self, output_dim: int, activation: str | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.output_dim = int(output_dim)
+        self.activation = activation
+        self.dense = layers.Dense(self.output_dim, activation=activation, name="projection")
+
+    def call(self, features, masks):
+        parts = [features[n] * ops.expand_dims(ops.cast(masks[n], features[n].dtype), -1) for n in sorted(features)]
+        return self.dense(ops.concatenate(parts, axis=-1))
+
+    def get_config(self):
+        return {**super().get_config(), "output_dim": self.output_dim, "activation": self.activation}

@@ -1,0 +1,1 @@
+"""Heads: projection heads shared by every representation, probes, decoders."""

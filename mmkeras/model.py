@@ -1,0 +1,169 @@
+"""The multimodal model: encoders by modality, a fusion, a shared head and an objective."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+from keras import ops
+
+from mmkeras.distribute import num_replicas
+
+MASKS = "masks"
+
+
+@keras.saving.register_keras_serializable(package="mmkeras")
+class MultimodalModel(keras.Model):
+    """Encode any subset of modalities; train with ``model.fit`` through the objective.
+
+    Inputs are a dict ``{modality: tensor}``, optionally with ``"masks": {modality: [B]}``
+    (1.0 present, 0.0 missing). A modality absent from the dict is missing in every row:
+    its encoder is skipped. The forward pass returns a record (a dict):
+
+    - ``features``: ``{modality: h_m}``, the encoder outputs;
+    - ``latents``: ``{modality: z_m}``, the head applied to each ``h_m``;
+    - ``joint_feature``: the fusion of the features, ``joint``: the head applied to it;
+    - ``masks``: ``{modality: [B]}`` float32 presence.
+
+    The objective turns the record into the loss (``compute_loss``), so ``fit`` trains it.
+    ``subset_encoding="mean"`` makes :meth:`encode` of an incomplete subset return the mean of
+    the present modalities' latents (GMC's evaluation protocol) instead of the fused joint.
+    """
+
+    def __init__(
+        self,
+        encoders: dict[str, keras.layers.Layer],
+        fusion: keras.layers.Layer,
+        head: keras.layers.Layer | None = None,
+        objective: keras.layers.Layer | None = None,
+        augmentations: dict[str, list[keras.layers.Layer]] | None = None,
+        input_shapes: dict[str, list[int]] | None = None,
+        subset_encoding: str = "fusion",
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        if subset_encoding not in ("fusion", "mean"):
+            raise ValueError(f"subset_encoding must be 'fusion' or 'mean', got {subset_encoding!r}")
+        self.modalities = sorted(encoders)
+        self.encoders = dict(encoders)
+        self.fusion = fusion
+        self.head = head
+        self.objective = objective
+        self.augmentations = {m: list(a) for m, a in (augmentations or {}).items() if a}
+        self.input_shapes = {m: [int(d) for d in s] for m, s in (input_shapes or {}).items()}
+        self.subset_encoding = subset_encoding
+        self.feature_dims: dict[str, int] = {}
+        names = objective.metric_names(self.modalities) if objective is not None and hasattr(objective, "metric_names") else []
+        self.objective_trackers = {n: keras.metrics.Mean(name=n) for n in names}
+
+    # -- forward -------------------------------------------------------------------------
+    def build(self, input_shape=None):
+        if self.built:
+            return
+        missing = [m for m in self.modalities if m not in self.input_shapes]
+        if missing:
+            raise ValueError(f"input_shapes has no shape for modalities {missing}")
+        zeros = {m: ops.zeros([2] + self.input_shapes[m]) for m in self.modalities}
+        self._forward(zeros, training=False)
+        self.built = True
+
+    def call(self, inputs, training=None):
+        return self._forward(inputs, training=training)
+
+    def _forward(self, inputs, training=None):
+        unknown = [k for k in inputs if k != MASKS and k not in self.encoders]
+        if unknown:
+            raise ValueError(f"inputs have modalities {unknown} this model has no encoder for; it has {self.modalities}")
+        given = inputs.get(MASKS, {}) or {}
+        present = [m for m in self.modalities if m in inputs]
+        if not present:
+            raise ValueError(f"no modality given; expected some of {self.modalities}")
+        batch = ops.shape(inputs[present[0]])[0]
+        features, masks = {}, {}
+        for m in self.modalities:
+            if m in inputs:
+                x = inputs[m]
+                if training:
+                    for aug in self.augmentations.get(m, []):
+                        x = aug(x, training=True)
+                h = self.encoders[m](x, training=training)
+                self.feature_dims[m] = int(h.shape[-1])
+                mask = ops.cast(given[m], "float32") if m in given else ops.ones((batch,), "float32")
+            else:
+                h = ops.zeros((batch, self.feature_dims[m]), dtype=self.compute_dtype)
+                mask = ops.zeros((batch,), "float32")
+            features[m], masks[m] = h, mask
+        joint_feature = self.fusion(features, masks)
+        project = self.head if self.head is not None else (lambda h: h)
+        return {
+            "features": features,
+            "latents": {m: project(features[m]) for m in self.modalities},
+            "joint_feature": joint_feature,
+            "joint": project(joint_feature),
+            "masks": masks,
+        }
+
+    # -- training ------------------------------------------------------------------------
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        if self.objective is None:
+            raise ValueError("this model has no objective; build it from a recipe or pass objective=")
+        result = self.objective(y_pred, y)
+        replicas = num_replicas()  # trackers are averaged over replicas: show the global value
+        for name, tracker in self.objective_trackers.items():
+            tracker.update_state(result[name] * replicas)
+        return result["loss"]
+
+    # -- inference -----------------------------------------------------------------------
+    def encode(self, inputs: dict[str, Any], modalities: list[str] | None = None, batch_size: int = 512) -> np.ndarray:
+        """The joint representation of ``inputs`` (numpy arrays or tensors), using only
+        ``modalities`` (default: every modality given). Returns a numpy array [N, latent]."""
+        chosen = [m for m in (modalities or [k for k in inputs if k != MASKS])]
+        bad = [m for m in chosen if m not in self.encoders]
+        if bad:
+            raise ValueError(f"unknown modalities {bad}; this model has {self.modalities}")
+        missing = [m for m in chosen if m not in inputs]
+        if missing:
+            raise ValueError(f"modalities {missing} were asked for but are not in the inputs")
+        n = int(ops.shape(inputs[chosen[0]])[0])
+        complete = set(chosen) == set(self.modalities)
+        out = []
+        for start in range(0, n, batch_size):
+            batch = {m: inputs[m][start : start + batch_size] for m in chosen}
+            if MASKS in inputs:
+                batch[MASKS] = {m: inputs[MASKS][m][start : start + batch_size] for m in chosen if m in inputs[MASKS]}
+            record = self(batch, training=False)
+            if self.subset_encoding == "mean" and not complete:
+                z = sum(record["latents"][m] * ops.expand_dims(record["masks"][m], -1) for m in chosen)
+                z = z / ops.maximum(ops.expand_dims(sum(record["masks"][m] for m in chosen), -1), 1.0)
+            else:
+                z = record["joint"]
+            out.append(ops.convert_to_numpy(ops.cast(z, "float32")))
+        return np.concatenate(out, axis=0)
+
+    # -- serialisation -------------------------------------------------------------------
+    def get_config(self):
+        ser = keras.saving.serialize_keras_object
+        return {
+            "name": self.name,
+            "encoders": {m: ser(e) for m, e in self.encoders.items()},
+            "fusion": ser(self.fusion),
+            "head": ser(self.head) if self.head is not None else None,
+            "objective": ser(self.objective) if self.objective is not None else None,
+            "augmentations": {m: [ser(a) for a in augs] for m, augs in self.augmentations.items()},
+            "input_shapes": self.input_shapes,
+            "subset_encoding": self.subset_encoding,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        de = keras.saving.deserialize_keras_object
+        config = dict(config)
+        config["encoders"] = {m: de(e) for m, e in config["encoders"].items()}
+        config["fusion"] = de(config["fusion"])
+        config["head"] = de(config["head"]) if config.get("head") else None
+        config["objective"] = de(config["objective"]) if config.get("objective") else None
+        config["augmentations"] = {m: [de(a) for a in augs] for m, augs in (config.get("augmentations") or {}).items()}
+        model = cls(**config)
+        model.build()
+        return model

@@ -1,0 +1,1 @@
+"""Objectives: the training signal, computed from the model's output record."""

@@ -1,0 +1,224 @@
+"""The component registry: every encoder, fusion, head, objective, dataset, augmentation and
+evaluator, found through Python entry points.
+
+Discovery is lazy: names and the distribution that provides each are read from package
+metadata without importing anything; a component's module is imported on first use. A plugin
+that fails to import is recorded with its error and raised (naming the plugin, its
+distribution and the cause) only when something asks for it. Two distributions providing the
+same name are a clash, reported and never resolved by import order.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.metadata as md
+import inspect
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from mmkeras.errors import ComponentError
+
+KINDS: tuple[str, ...] = (
+    "encoders",
+    "fusions",
+    "heads",
+    "objectives",
+    "datasets",
+    "augmentations",
+    "evaluators",
+)
+GROUP_PREFIX = "mmkeras."
+IN_PROCESS = "<in-process>"
+
+
+@dataclass
+class Entry:
+    """One registered component: where it comes from and whether it loaded."""
+
+    kind: str
+    name: str
+    target: str  # "module:attr", or the qualified name of an in-process class
+    distribution: str
+    version: str
+    loader: Callable[[], Any] | None = None
+    obj: Any = None
+    status: str = "not loaded"  # "not loaded" | "loaded" | "broken"
+    error: str | None = None
+    traceback: str | None = None
+
+    def load(self) -> Any:
+        if self.status == "loaded":
+            return self.obj
+        try:
+            obj = self.loader() if self.loader else self.obj
+        except Exception as exc:  # a broken plugin must not break anything else
+            self.status = "broken"
+            self.error = f"{type(exc).__name__}: {exc}"
+            self.traceback = traceback.format_exc()
+            raise ComponentError(self.describe_failure()) from exc
+        self.obj, self.status, self.error = obj, "loaded", None
+        return obj
+
+    def describe_failure(self) -> str:
+        return (
+            f"{self.kind[:-1]} {self.name!r} from distribution {self.distribution!r} "
+            f"({self.target}) failed to load: {self.error}"
+        )
+
+
+@dataclass
+class Registry:
+    """All components by kind. Use the module-level :data:`registry`."""
+
+    entries: dict[str, dict[str, list[Entry]]] = field(default_factory=dict)
+    _discovered: bool = False
+
+    # -- discovery -----------------------------------------------------------------------
+    def discover(self, force: bool = False) -> None:
+        """Read every ``mmkeras.*`` entry point (metadata only, nothing imported)."""
+        if self._discovered and not force:
+            return
+        kept: dict[str, dict[str, list[Entry]]] = {k: {} for k in KINDS}
+        for kind in KINDS:  # keep what was registered in-process across a re-discovery
+            for name, lst in self.entries.get(kind, {}).items():
+                own = [e for e in lst if e.distribution == IN_PROCESS]
+                if own:
+                    kept[kind][name] = own
+        self.entries = kept
+        for kind in KINDS:
+            seen: set[tuple[str, str, str]] = set()
+            for ep in md.entry_points(group=GROUP_PREFIX + kind):
+                dist = getattr(ep, "dist", None)
+                dist_name = dist.metadata["Name"] if dist is not None else "<unknown>"
+                dist_version = dist.version if dist is not None else "?"
+                key = (ep.name, ep.value, dist_name)
+                if key in seen:  # the same distribution seen twice on sys.path
+                    continue
+                seen.add(key)
+                entry = Entry(kind, ep.name, ep.value, dist_name, dist_version, loader=ep.load)
+                self.entries[kind].setdefault(ep.name, []).append(entry)
+        self._discovered = True
+
+    # -- in-process registration -------------------------------------------------------
+    def add(self, kind: str, name: str, obj: Any, override: bool = False) -> Any:
+        """Register ``obj`` under ``name`` in this process (notebooks, tests)."""
+        _check_kind(kind)
+        self.discover()
+        existing = self.entries[kind].get(name, [])
+        if existing and not override:
+            where = ", ".join(e.distribution for e in existing)
+            raise ComponentError(
+                f"{kind[:-1]} {name!r} is already provided by {where}; "
+                "pass override=True to replace it in this process"
+            )
+        target = f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', obj)}"
+        entry = Entry(kind, name, target, IN_PROCESS, "", obj=obj, status="loaded")
+        self.entries[kind][name] = [entry]
+        return obj
+
+    def remove(self, kind: str, name: str) -> None:
+        """Forget an in-process registration."""
+        lst = self.entries.get(kind, {}).get(name, [])
+        rest = [e for e in lst if e.distribution != IN_PROCESS]
+        if rest:
+            self.entries[kind][name] = rest
+        else:
+            self.entries.get(kind, {}).pop(name, None)
+
+    # -- lookup --------------------------------------------------------------------------
+    def names(self, kind: str) -> list[str]:
+        _check_kind(kind)
+        self.discover()
+        return sorted(self.entries[kind])
+
+    def entry(self, kind: str, name: str) -> Entry:
+        """The single entry for ``name``; raises on unknown names and on clashes."""
+        _check_kind(kind)
+        self.discover()
+        lst = self.entries[kind].get(name)
+        if not lst:
+            raise ComponentError(unknown_name_message(kind, name, self.names(kind)))
+        if len(lst) > 1:
+            provided = ", ".join(f"{e.distribution} ({e.target})" for e in lst)
+            raise ComponentError(
+                f"{kind[:-1]} {name!r} is provided by more than one distribution: {provided}; "
+                "uninstall one of them"
+            )
+        return lst[0]
+
+    def get(self, kind: str, name: str) -> Any:
+        """The component class registered as ``name``, importing it on first use."""
+        return self.entry(kind, name).load()
+
+    def load_all(self) -> list[Entry]:
+        """Import every component; returns the entries that are broken or clash."""
+        self.discover()
+        bad = []
+        for kind in KINDS:
+            for lst in self.entries[kind].values():
+                for e in lst:
+                    try:
+                        e.load()
+                    except ComponentError:
+                        bad.append(e)
+                if len(lst) > 1:
+                    bad.extend(e for e in lst if e not in bad)
+        return bad
+
+    def clashes(self) -> list[list[Entry]]:
+        self.discover()
+        return [lst for kind in KINDS for lst in self.entries[kind].values() if len(lst) > 1]
+
+    def all_entries(self) -> list[Entry]:
+        self.discover()
+        return [e for kind in KINDS for name in sorted(self.entries[kind]) for e in self.entries[kind][name]]
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"unknown component kind {kind!r}; expected one of {list(KINDS)}")
+
+
+def did_you_mean(name: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def unknown_name_message(kind: str, name: str, known: list[str]) -> str:
+    avail = ", ".join(known) if known else "none installed"
+    return f"unknown {kind[:-1]} {name!r}{did_you_mean(name, known)} (available: {avail})"
+
+
+registry = Registry()
+
+
+def _decorator(kind: str) -> Callable[..., Any]:
+    def register(name: str, override: bool = False) -> Callable[[Any], Any]:
+        def wrap(obj: Any) -> Any:
+            return registry.add(kind, name, obj, override=override)
+
+        return wrap
+
+    register.__doc__ = f"Register a class as {kind[:-1]} ``name`` in this process: ``@{register.__name__}('name')``."
+    return register
+
+
+register_encoder = _decorator("encoders")
+register_fusion = _decorator("fusions")
+register_head = _decorator("heads")
+register_objective = _decorator("objectives")
+register_dataset = _decorator("datasets")
+register_augmentation = _decorator("augmentations")
+register_evaluator = _decorator("evaluators")
+
+
+def parameters(cls: Any) -> dict[str, inspect.Parameter]:
+    """The typed parameters a component declares: the keyword arguments of its ``__init__``
+    (``**kwargs`` for Keras base-class arguments excluded)."""
+    sig = inspect.signature(cls.__init__)
+    return {
+        n: p
+        for n, p in sig.parameters.items()
+        if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }

@@ -1,0 +1,238 @@
+"""Training runs: a run directory that holds everything a run made, and resumes.
+
+``<run>/recipe.yaml`` (resolved recipe), ``checkpoint/`` (weights, optimizer state and epoch
+after every epoch), ``logs/`` (TensorBoard), ``history.csv``, ``model.keras`` (the trained
+model), ``metrics.json``, ``report.md`` and ``figures/``. Re-running the same recipe into
+the same directory resumes from the checkpoint; raising ``train.epochs`` continues training.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mmkeras.errors import MMKerasError
+from mmkeras.recipe import ComponentSpec, Recipe
+
+# keys a resumed run may change without making it a different run
+_RESUMABLE_KEYS = {("train", "epochs"), ("evaluate",)}
+
+
+def _without_resumable(doc: dict[str, Any]) -> dict[str, Any]:
+    doc = json.loads(json.dumps(doc))
+    for path in _RESUMABLE_KEYS:
+        node = doc
+        for key in path[:-1]:
+            node = node.get(key, {})
+        node.pop(path[-1], None)
+    return doc
+
+
+def _differences(a: Any, b: Any, path: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b), key=str):
+            out += _differences(a.get(k), b.get(k), f"{path}.{k}" if path else str(k))
+        return out
+    return [] if a == b else [path]
+
+
+class RunDirectory:
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = Path(path)
+        self.checkpoint = self.path / "checkpoint"
+        self.logs = self.path / "logs"
+        self.figures = self.path / "figures"
+        self.model_file = self.path / "model.keras"
+        self.recipe_file = self.path / "recipe.yaml"
+        self.state_file = self.path / "state.json"
+        self.history_file = self.path / "history.csv"
+        self.metrics_file = self.path / "metrics.json"
+        self.report_file = self.path / "report.md"
+
+    def claim(self, recipe: Recipe) -> None:
+        """Create the directory, or check that it holds a run of this same recipe."""
+        if self.recipe_file.exists():
+            previous = yaml.safe_load(self.recipe_file.read_text())
+            diff = _differences(_without_resumable(previous), _without_resumable(recipe.to_dict()))
+            if diff:
+                raise MMKerasError(
+                    f"run directory {self.path} holds a run of a different recipe (differs at: "
+                    f"{', '.join(diff[:5])}); nothing was changed there. Pass --output NEW_DIR for a new run."
+                )
+        elif self.path.exists() and any(self.path.iterdir()):
+            raise MMKerasError(f"{self.path} exists and is not an mmkeras run directory; pass --output NEW_DIR")
+        self.path.mkdir(parents=True, exist_ok=True)
+        _atomic_write(self.recipe_file, recipe.to_yaml())
+
+    def state(self) -> dict[str, Any]:
+        return json.loads(self.state_file.read_text()) if self.state_file.exists() else {"epochs_completed": 0}
+
+    def write_state(self, **state: Any) -> None:
+        _atomic_write(self.state_file, json.dumps({**self.state(), **state}, indent=2))
+
+    def history(self) -> dict[str, list[float]]:
+        if not self.history_file.exists():
+            return {}
+        with self.history_file.open() as f:
+            rows = list(csv.DictReader(f))
+        by_epoch = {int(r["epoch"]): r for r in rows}  # a resumed epoch replaces its earlier row
+        keys = [k for k in (rows[0] if rows else {}) if k != "epoch"]
+        ordered = [by_epoch[e] for e in sorted(by_epoch)]
+        return {"epoch": [e + 1 for e in sorted(by_epoch)], **{k: [float(r[k]) for r in ordered if r.get(k)] for k in keys}}
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _is_tty() -> bool:
+    try:
+        return os.isatty(1)
+    except (AttributeError, OSError):
+        return False
+
+
+def train(recipe: Recipe, output: str | os.PathLike[str] | None = None, verbose: int | str = "auto") -> RunDirectory:
+    """Train ``recipe`` into a run directory (default ``runs/<recipe name>``), evaluate it, and
+    write its report. Resumes a run that was interrupted; skips training that is complete."""
+    import keras
+
+    from mmkeras.builder import build_model, input_shapes_of, make_dataset
+    from mmkeras.data.pipeline import make_dataset as make_tf_dataset
+    from mmkeras.data.pipeline import split_validation
+    from mmkeras.distribute import make_strategy
+
+    run = RunDirectory(output or Path("runs") / recipe.name)
+    run.claim(recipe)
+    dataset = make_dataset(recipe)
+    dataset.prepare()
+    modalities = sorted(recipe.modalities)
+    train_split, val_split = split_validation(dataset.load("train"), recipe.data.validation_split, recipe.seed)
+    splits = {"train": train_split}
+    if val_split is not None:
+        splits["validation"] = val_split
+    if "test" in dataset.splits:
+        splits["test"] = dataset.load("test")
+
+    strategy = make_strategy(recipe.distribute.strategy)
+    model = build_model(recipe, input_shapes_of(train_split, modalities), strategy)
+    where = f"data ({recipe.data.dataset})"
+    batch = recipe.data.batch_size
+    train_ds = make_tf_dataset(train_split, modalities, batch, True, recipe.seed, recipe.data.drop_remainder, recipe.data.deterministic, where)
+    val_ds = None
+    if val_split is not None:
+        val_ds = make_tf_dataset(val_split, modalities, min(batch, len(val_split)), False, recipe.seed, True, True, where + " validation")
+
+    epochs = recipe.train.epochs
+    done = run.state().get("epochs_completed", 0)
+    if verbose == "auto":
+        verbose = 1 if _is_tty() else 2
+    if done >= epochs and run.model_file.exists():
+        print(f"{run.path}: training already complete ({done} epochs); evaluating the saved model")
+        model.load_weights(run.model_file)
+    else:
+        if done:
+            print(f"{run.path}: resuming after epoch {done} of {epochs}")
+        run.write_state(epochs_completed=done, epochs=epochs, status="training")
+        callbacks = [
+            keras.callbacks.BackupAndRestore(str(run.checkpoint), delete_checkpoint=False),
+            keras.callbacks.CSVLogger(str(run.history_file), append=True),
+            keras.callbacks.TensorBoard(str(run.logs)),
+            keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: run.write_state(epochs_completed=e + 1)),
+        ]
+        model.fit(
+            train_ds,
+            epochs=epochs,
+            steps_per_epoch=recipe.train.steps_per_epoch,
+            validation_data=val_ds,
+            callbacks=callbacks,
+            verbose=verbose,
+        )
+        tmp = run.path / "model.tmp.keras"
+        model.save(tmp)
+        tmp.replace(run.model_file)
+        run.write_state(epochs_completed=epochs, status="complete")
+
+    results = evaluate(model, recipe.evaluate, splits, run)
+    write_report(recipe, run, results)
+    return run
+
+
+def evaluate(model: Any, specs: list[ComponentSpec], splits: dict, run: RunDirectory) -> dict[str, Any]:
+    from mmkeras.builder import instantiate
+
+    results = {}
+    run.figures.mkdir(exist_ok=True)
+    for i, spec in enumerate(specs):
+        evaluator = instantiate("evaluators", spec, f"evaluate[{i}]")
+        key = spec.name if spec.name not in results else f"{spec.name}_{i}"
+        print(f"evaluating: {spec.name}")
+        results[key] = {"name": spec.name, "results": evaluator.evaluate(model, splits, run.figures)}
+        results[key]["report"] = evaluator.report(results[key]["results"])
+    return results
+
+
+def write_report(recipe: Recipe, run: RunDirectory, results: dict[str, Any]) -> None:
+    history = run.history()
+    metrics = {
+        "recipe": recipe.name,
+        "epochs": run.state().get("epochs_completed"),
+        "final": {k: v[-1] for k, v in history.items() if k != "epoch" and v},
+        "history": history,
+        "evaluation": {k: v["results"] for k, v in results.items()},
+    }
+    _atomic_write(run.metrics_file, json.dumps(metrics, indent=2))
+    lines = [f"# Run report: {recipe.name}", ""]
+    if recipe.description:
+        lines += [recipe.description, ""]
+    lines += [
+        f"Dataset `{recipe.data.dataset}`, modalities {', '.join(sorted(recipe.modalities))}, "
+        f"objective `{recipe.objective.name}`, {metrics['epochs']} epochs, batch {recipe.data.batch_size}.",
+        "",
+        "## Training",
+        "",
+        "| metric | final |",
+        "|---|---|",
+        *[f"| {k} | {v:.4f} |" for k, v in metrics["final"].items()],
+        "",
+    ]
+    plot = _plot_history(history, run.figures / "training.png")
+    if plot:
+        lines += [f"![training curves]({plot.relative_to(run.path)})", ""]
+    for key, value in results.items():
+        lines += [f"## {key}", "", value["report"] or "```\n" + json.dumps(value["results"], indent=2) + "\n```", ""]
+    _atomic_write(run.report_file, "\n".join(lines))
+
+
+def _plot_history(history: dict[str, list[float]], path: Path) -> Path | None:
+    keys = [k for k in history if k != "epoch" and len(history[k]) == len(history.get("epoch", []))]
+    if not keys or len(history["epoch"]) < 1:
+        return None
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for k in keys:
+        ax.plot(history["epoch"], history[k], marker="o", ms=3, label=k)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("value")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
