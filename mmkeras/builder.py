@@ -122,6 +122,14 @@ def build_model(
             ]
             for m in modalities
         }
+        joint_encoders = None
+        if recipe.model.joint_encoders == "separate":
+            joint_encoders = {
+                m: instantiate(
+                    "encoders", recipe.modalities[m].encoder, f"modalities.{m}.encoder", dims, name=f"{m}_joint_encoder"
+                )
+                for m in modalities
+            }
         fusion = instantiate("fusions", recipe.model.fusion, "model.fusion", dims, name="fusion")
         head = None
         if recipe.model.head is not None:
@@ -133,6 +141,7 @@ def build_model(
             head,
             objective,
             augmentations=augmentations,
+            joint_encoders=joint_encoders,
             input_shapes=input_shapes,
             subset_encoding=recipe.model.subset_encoding,
             name=recipe.name.replace("-", "_"),

@@ -27,6 +27,9 @@ class MultimodalModel(keras.Model):
     - ``masks``: ``{modality: [B]}`` float32 presence.
 
     The objective turns the record into the loss (``compute_loss``), so ``fit`` trains it.
+    ``joint_encoders`` (GMC's joint encoder f_1:M): a second set of encoders, one per
+    modality, whose outputs feed the fusion instead of the modality encoders' outputs, so the
+    joint representation shares no weights with the modality-specific ones.
     ``subset_encoding="mean"`` makes :meth:`encode` of an incomplete subset return the mean of
     the present modalities' latents (GMC's evaluation protocol) instead of the fused joint.
     """
@@ -38,6 +41,7 @@ class MultimodalModel(keras.Model):
         head: keras.layers.Layer | None = None,
         objective: keras.layers.Layer | None = None,
         augmentations: dict[str, list[keras.layers.Layer]] | None = None,
+        joint_encoders: dict[str, keras.layers.Layer] | None = None,
         input_shapes: dict[str, list[int]] | None = None,
         subset_encoding: str = "fusion",
         **kwargs: Any,
@@ -51,9 +55,12 @@ class MultimodalModel(keras.Model):
         self.head = head
         self.objective = objective
         self.augmentations = {m: list(a) for m, a in (augmentations or {}).items() if a}
+        self.joint_encoders = dict(joint_encoders) if joint_encoders else None
+        if self.joint_encoders is not None and sorted(self.joint_encoders) != self.modalities:
+            raise ValueError(f"joint_encoders must cover the modalities {self.modalities}, got {sorted(self.joint_encoders)}")
         self.input_shapes = {m: [int(d) for d in s] for m, s in (input_shapes or {}).items()}
         self.subset_encoding = subset_encoding
-        self.feature_dims: dict[str, int] = {}
+        self.feature_dims: dict[str, int] = {}  # "image" or "joint/image" -> feature size
         names = objective.metric_names(self.modalities) if objective is not None and hasattr(objective, "metric_names") else []
         self.objective_trackers = {n: keras.metrics.Mean(name=n) for n in names}
 
@@ -80,21 +87,23 @@ class MultimodalModel(keras.Model):
         if not present:
             raise ValueError(f"no modality given; expected some of {self.modalities}")
         batch = ops.shape(inputs[present[0]])[0]
-        features, masks = {}, {}
+        features, joint_inputs, masks = {}, {}, {}
         for m in self.modalities:
             if m in inputs:
                 x = inputs[m]
                 if training:
                     for aug in self.augmentations.get(m, []):
                         x = aug(x, training=True)
-                h = self.encoders[m](x, training=training)
-                self.feature_dims[m] = int(h.shape[-1])
-                mask = ops.cast(given[m], "float32") if m in given else ops.ones((batch,), "float32")
+                features[m] = self.encoders[m](x, training=training)
+                if self.joint_encoders is not None:
+                    joint_inputs[m] = self.joint_encoders[m](x, training=training)
+                masks[m] = ops.cast(given[m], "float32") if m in given else ops.ones((batch,), "float32")
             else:
-                h = ops.zeros((batch, self.feature_dims[m]), dtype=self.compute_dtype)
-                mask = ops.zeros((batch,), "float32")
-            features[m], masks[m] = h, mask
-        joint_feature = self.fusion(features, masks)
+                masks[m] = ops.zeros((batch,), "float32")
+        self._fill_missing(features, "", batch)
+        if self.joint_encoders is not None:
+            self._fill_missing(joint_inputs, "joint/", batch)
+        joint_feature = self.fusion(joint_inputs if self.joint_encoders is not None else features, masks)
         project = self.head if self.head is not None else (lambda h: h)
         return {
             "features": features,
@@ -103,6 +112,14 @@ class MultimodalModel(keras.Model):
             "joint": project(joint_feature),
             "masks": masks,
         }
+
+    def _fill_missing(self, features, prefix, batch):
+        """Zeros for each missing modality (the fusion ignores them by their mask)."""
+        for m in self.modalities:
+            if m in features:
+                self.feature_dims[prefix + m] = int(features[m].shape[-1])
+            else:
+                features[m] = ops.zeros((batch, self.feature_dims[prefix + m]), dtype=self.compute_dtype)
 
     # -- training ------------------------------------------------------------------------
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
@@ -151,6 +168,7 @@ class MultimodalModel(keras.Model):
             "head": ser(self.head) if self.head is not None else None,
             "objective": ser(self.objective) if self.objective is not None else None,
             "augmentations": {m: [ser(a) for a in augs] for m, augs in self.augmentations.items()},
+            "joint_encoders": {m: ser(e) for m, e in self.joint_encoders.items()} if self.joint_encoders else None,
             "input_shapes": self.input_shapes,
             "subset_encoding": self.subset_encoding,
         }
@@ -163,6 +181,7 @@ class MultimodalModel(keras.Model):
         config["fusion"] = de(config["fusion"])
         config["head"] = de(config["head"]) if config.get("head") else None
         config["objective"] = de(config["objective"]) if config.get("objective") else None
+        config["joint_encoders"] = {m: de(e) for m, e in (config.get("joint_encoders") or {}).items()} or None
         config["augmentations"] = {m: [de(a) for a in augs] for m, augs in (config.get("augmentations") or {}).items()}
         model = cls(**config)
         model.build()

@@ -58,6 +58,7 @@ class ModelSpec(_Spec):
     fusion: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="mean"))
     head: ComponentSpec | None = None
     subset_encoding: Literal["fusion", "mean"] = "fusion"
+    joint_encoders: Literal["shared", "separate"] = "shared"
 
 
 class OptimizerSpec(_Spec):

@@ -1,0 +1,138 @@
+"""The ``mhd`` dataset: Multimodal Handwritten Digits, built locally from real signals."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from mmkeras.data.base import Dataset, DataSplit
+from mmkeras_mhd import generate
+
+#: named sizes -> (train, test) samples; "full" is the GMC paper's 50,000 / 10,000
+SIZES: dict[str, tuple[int, int]] = {
+    "full": (50_000, 10_000),
+    "small": (5_000, 1_000),
+    "tiny": (200, 100),
+}
+
+
+def split_sizes(size: str | int) -> tuple[int, int]:
+    """(train, test) samples of a named size or of an int N (N train, N // 5 test)."""
+    if isinstance(size, str) and size in SIZES:
+        return SIZES[size]
+    if isinstance(size, int) and not isinstance(size, bool) and size >= 5:
+        return size, size // 5
+    raise ValueError(
+        f"MHD: size must be one of {list(SIZES)} or an int >= 5 (the number of training "
+        f"samples), got {size!r}"
+    )
+
+
+def default_data_dir() -> str:
+    """``$MMKERAS_DATA_DIR`` if set, else ``~/.cache/mmkeras``."""
+    return os.environ.get("MMKERAS_DATA_DIR") or str(Path.home() / ".cache" / "mmkeras")
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # the cores this process may use, not the machine's
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+class MHD(Dataset):
+    """Multimodal Handwritten Digits (as in the GMC paper): four views of each digit 0-9.
+
+    - ``image``: float32 [N, 28, 28, 1] in [0, 1], the digit drawn MNIST-style (white on black)
+      from one of seven Hershey vector fonts under a random affine and elastic distortion;
+    - ``trajectory``: float32 [N, 200], the same pen strokes as 100 (x, y) points evenly spaced
+      along the inked path, interleaved x0, y0, x1, y1, ... with y up, within about [-1, 1];
+    - ``sound``: float32 [N, 32, 128], the digit's word spoken by eSpeak NG (random accent,
+      voice, rate, pitch, time offset and noise) as 32 log-mel bands x 128 frames (1.0 s),
+      standardised per sample;
+    - ``label``: float32 [N, 10] one-hot; ``labels`` are the int64 digits.
+
+    Parameters:
+        size: "full" (50,000 train / 10,000 test), "small" (5,000 / 1,000), "tiny" (200 / 100),
+            or an int N for N train and N // 5 test samples.
+        seed: generation seed; a seed gives the same arrays on any machine and worker count.
+        data_dir: cache root (default ``$MMKERAS_DATA_DIR``, else ``~/.cache/mmkeras``);
+            files go in ``<data_dir>/mhd/``.
+        workers: processes building the data (default: all usable cores).
+    """
+
+    splits = ("train", "test")
+
+    def __init__(
+        self,
+        size: str | int = "full",
+        seed: int = 0,
+        data_dir: str | None = None,
+        workers: int | None = None,
+    ) -> None:
+        n_train, n_test = split_sizes(size)
+        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+            raise ValueError(f"MHD: seed must be a non-negative int, got {seed!r}")
+        if data_dir is not None and (not isinstance(data_dir, str) or not data_dir):
+            raise ValueError(
+                f"MHD: data_dir must be a non-empty path string or None, got {data_dir!r}"
+            )
+        if workers is not None and (
+            not isinstance(workers, int) or isinstance(workers, bool) or workers < 1
+        ):
+            raise ValueError(f"MHD: workers must be a positive int or None, got {workers!r}")
+        self.size = size
+        self.seed = seed
+        self.sizes = {"train": n_train, "test": n_test}
+        self.workers = workers if workers is not None else _cpu_count()
+        self.cache_dir = Path(data_dir if data_dir is not None else default_data_dir()) / "mhd"
+
+    def cache_path(self, split: str) -> Path:
+        """The cache file of ``split``, e.g. ``mhd_v1_train_n50000_seed0.npz``."""
+        self._check_split(split)
+        name = f"mhd_v{generate.FORMAT_VERSION}_{split}_n{self.sizes[split]}_seed{self.seed}.npz"
+        return self.cache_dir / name
+
+    def prepare(self, progress: bool = True) -> None:
+        """Build and cache the splits that are not cached yet (a cache hit does nothing)."""
+        missing = {s: n for s, n in self.sizes.items() if not self.cache_path(s).exists()}
+        if not missing:
+            return
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        built = generate.build(self.seed, missing, self.workers, progress, str(self.cache_dir))
+        for split, arrays in built.items():
+            self._write(self.cache_path(split), arrays)
+
+    @staticmethod
+    def _write(path: Path, arrays: dict[str, np.ndarray]) -> None:
+        # a temporary file in the same directory, renamed when complete: an interrupted build
+        # never leaves a partial file under the cache name
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **arrays)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache is meant to be shared
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+
+    def load(self, split: str) -> DataSplit:
+        """One split in memory (built first if it is not cached)."""
+        path = self.cache_path(split)
+        if not path.exists():
+            self.prepare()
+        with np.load(path) as z:
+            labels = z["labels"].astype(np.int64)
+            inputs = {
+                "image": (z["image"].astype(np.float32) / 255.0)[..., None],
+                "sound": z["sound"].astype(np.float32),
+                "trajectory": z["trajectory"].astype(np.float32),
+                "label": np.eye(10, dtype=np.float32)[labels],
+            }
+        return DataSplit(inputs, labels)
