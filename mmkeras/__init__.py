@@ -36,17 +36,42 @@ def build_model(recipe: Recipe, input_shapes: dict[str, list[int]] | None = None
 
 
 def load_model(path: str, compile: bool = True):
-    """Load a saved ``.keras`` model made by mmkeras, importing the installed components it uses."""
+    """Load a saved ``.keras`` model made by mmkeras in any process, importing the registered
+    components (core or plugin) that the saved model uses; raises naming a missing or broken plugin."""
+    import json
+    import zipfile
+
     import keras
 
-    bad = registry.load_all()  # registers every component class with Keras's serializer
+    try:
+        with zipfile.ZipFile(path) as zf:
+            config = json.loads(zf.read("config.json"))
+    except (OSError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
+        raise MMKerasError(f"cannot read {path} as a saved .keras model: {exc}") from None
+    used = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("module"), str) and isinstance(node.get("registered_name"), str):
+                used.add(node["module"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(config)
+    import mmkeras.model  # noqa: F401  (registers MultimodalModel with Keras)
+
+    for entry in registry.all_entries():
+        if entry.target.split(":")[0] in used:
+            entry.load()  # registers the class with Keras; a broken plugin raises naming itself
     try:
         return keras.saving.load_model(path, compile=compile)
     except (TypeError, ValueError) as exc:
-        hint = ""
-        if bad:
-            hint = " Broken plugins: " + "; ".join(e.describe_failure() for e in bad if e.error)
-        raise MMKerasError(f"cannot load {path}: {exc}.{hint}") from exc
+        raise MMKerasError(
+            f"cannot load {path}: {str(exc)[:500]}. Is the plugin that made it installed? (`mmkeras plugins`)"
+        ) from exc
 
 
 def load_dataset(name: str, **params: Any):

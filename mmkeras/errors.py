@@ -13,10 +13,10 @@ class RecipeError(MMKerasError):
     def __init__(self, problems: list[str], source: str | None = None):
         self.problems = list(problems)
         self.source = source
-        head = f"{source}: " if source else ""
-        if len(self.problems) == 1:
-            super().__init__(head + self.problems[0])
+        if len(self.problems) == 1:  # each problem already names its file and line
+            super().__init__(self.problems[0])
         else:
+            head = f"{source}: " if source else ""
             lines = "\n".join(f"  - {p}" for p in self.problems)
             super().__init__(f"{head}{len(self.problems)} problems\n{lines}")
 

@@ -24,7 +24,8 @@ class MultimodalModel(keras.Model):
     - ``features``: ``{modality: h_m}``, the encoder outputs;
     - ``latents``: ``{modality: z_m}``, the head applied to each ``h_m``;
     - ``joint_feature``: the fusion of the features, ``joint``: the head applied to it;
-    - ``masks``: ``{modality: [B]}`` float32 presence.
+    - ``masks``: ``{modality: [B]}`` float32 presence;
+    - ``inputs``: ``{modality: x_m}``, the given inputs before augmentation (reconstruction targets).
 
     The objective turns the record into the loss (``compute_loss``), so ``fit`` trains it.
     ``joint_encoders`` (GMC's joint encoder f_1:M): a second set of encoders, one per
@@ -111,6 +112,7 @@ class MultimodalModel(keras.Model):
             "joint_feature": joint_feature,
             "joint": project(joint_feature),
             "masks": masks,
+            "inputs": {m: inputs[m] for m in present},
         }
 
     def _fill_missing(self, features, prefix, batch):

@@ -365,37 +365,61 @@ def _unknown(kind: str, name: str, names: list[str]) -> str:
     return f"unknown {kind[:-1]} {name!r}{did_you_mean(name, names)} (available: {', '.join(names) or 'none'})"
 
 
+def _component_specs(doc: dict[str, Any]) -> list[tuple[str, Path_, Any]]:
+    """(kind, key path, raw spec) of every component a recipe document names, read from the
+    raw document so that name and parameter problems are found even when other keys are wrong."""
+    out: list[tuple[str, Path_, Any]] = []
+
+    def get(node: Any, key: Any) -> Any:
+        return node.get(key) if isinstance(node, dict) else None
+
+    for m, mspec in (get(doc, "modalities") or {}).items() if isinstance(get(doc, "modalities"), dict) else []:
+        out.append(("encoders", ("modalities", m, "encoder"), get(mspec, "encoder")))
+        augs = get(mspec, "augment")
+        for i, aug in enumerate(augs if isinstance(augs, list) else []):
+            out.append(("augmentations", ("modalities", m, "augment", i), aug))
+    model = get(doc, "model")
+    fusion = get(model, "fusion")
+    out.append(("fusions", ("model", "fusion"), fusion if fusion is not None else {"name": "mean"}))
+    out.append(("heads", ("model", "head"), get(model, "head")))
+    out.append(("objectives", ("objective",), get(doc, "objective")))
+    data = get(doc, "data")
+    if isinstance(get(data, "dataset"), str):
+        out.append(("datasets", ("data",), {"name": data["dataset"], "params": get(data, "params") or {}}))
+    evs = get(doc, "evaluate")
+    for i, ev in enumerate(evs if isinstance(evs, list) else []):
+        out.append(("evaluators", ("evaluate", i), ev))
+    return [(k, p, raw) for k, p, raw in out if isinstance(raw, dict)]
+
+
 def validate(doc: dict[str, Any], lines: dict[Path_, str] | None = None, source: str | None = None) -> Recipe:
-    """Validate a recipe document (already merged and overridden) into a :class:`Recipe`."""
+    """Validate a recipe document (already merged and overridden) into a :class:`Recipe`,
+    reporting every problem at once."""
     loc = _Located()
     loc.where = dict(lines or {})
     loc.where.setdefault((), source or "<recipe>")
+    problems: list[str] = []
+    recipe = None
     try:
         recipe = Recipe.model_validate(doc)
     except pydantic.ValidationError as exc:
-        raise RecipeError(_schema_problems(exc, loc), source) from None
-    problems: list[str] = []
-    for modality, mspec in recipe.modalities.items():
-        if modality == "masks" or "/" in modality:
+        problems += _schema_problems(exc, loc)
+    for modality in (doc.get("modalities") or {}) if isinstance(doc.get("modalities"), dict) else []:
+        if modality == "masks" or "/" in str(modality):
             problems.append(f"{loc.at(('modalities', modality))}: modalities.{modality}: reserved name")
-        problems += _component_problems(
-            "encoders", mspec.encoder, ("modalities", modality, "encoder"), loc, INJECTED
-        )
-        for i, aug in enumerate(mspec.augment):
-            problems += _component_problems("augmentations", aug, ("modalities", modality, "augment", i), loc, set())
-    problems += _component_problems("fusions", recipe.model.fusion, ("model", "fusion"), loc, INJECTED)
-    if recipe.model.head is not None:
-        problems += _component_problems("heads", recipe.model.head, ("model", "head"), loc, INJECTED)
-    problems += _component_problems("objectives", recipe.objective, ("objective",), loc, set())
-    problems += _component_problems(
-        "datasets", ComponentSpec(name=recipe.data.dataset, params=recipe.data.params), ("data",), loc, set()
-    )
-    for i, ev in enumerate(recipe.evaluate):
-        problems += _component_problems("evaluators", ev, ("evaluate", i), loc, set())
+    for kind, path, raw in _component_specs(doc):
+        try:
+            spec = ComponentSpec.model_validate(raw)
+        except pydantic.ValidationError:
+            continue  # already reported by the schema check
+        injected = INJECTED if kind in ("encoders", "fusions", "heads") else set()
+        found = _component_problems(kind, spec, path, loc, injected)
+        if kind == "datasets":  # reported under the keys the recipe used
+            found = [f.replace("data.name:", "data.dataset:") for f in found]
+        problems += found
     if problems:
-        # dataset problems are reported under data.dataset rather than data.name
-        problems = [p.replace("data.name:", "data.dataset:") for p in problems]
-        raise RecipeError(problems, source)
+        raise RecipeError(list(dict.fromkeys(problems)), source)
+    assert recipe is not None
     recipe._source = source
     return recipe
 

@@ -82,9 +82,20 @@ class RunDirectory:
         with self.history_file.open() as f:
             rows = list(csv.DictReader(f))
         by_epoch = {int(r["epoch"]): r for r in rows}  # a resumed epoch replaces its earlier row
-        keys = [k for k in (rows[0] if rows else {}) if k != "epoch"]
         ordered = [by_epoch[e] for e in sorted(by_epoch)]
-        return {"epoch": [e + 1 for e in sorted(by_epoch)], **{k: [float(r[k]) for r in ordered if r.get(k)] for k in keys}}
+        out: dict[str, list[float]] = {"epoch": [e + 1 for e in sorted(by_epoch)]}
+        for key in (rows[0] if rows else {}):
+            values = [_number(r.get(key)) for r in ordered]
+            if key != "epoch" and all(v is not None for v in values):  # Keras writes NA for absent metrics
+                out[key] = values
+        return out
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        return float(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
 
 
 def _atomic_write(path: Path, text: str) -> None:

@@ -15,12 +15,15 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from functools import lru_cache
 
 import librosa
 import numpy as np
 from HersheyFonts import HersheyFonts
 from PIL import Image, ImageDraw
+from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from mmkeras_mhd.speech import ACCENTS, SAMPLE_RATE, VARIANTS, Speaker, voice_name
@@ -195,7 +198,8 @@ def make_chunk(task: Task) -> dict[str, np.ndarray]:
         "labels": labels,
     }
     glyphs = glyph_strokes()
-    with Speaker(workdir) as speaker:  # fresh per chunk: speech must not depend on earlier chunks
+    # one worker per core already: BLAS threads would only fight over the cores (10x slower)
+    with threadpool_limits(1), Speaker(workdir) as speaker:  # fresh Speaker: see module doc
         for k, label in enumerate(labels):
             rng = _sample_rng(seed, split_id, start + k)
             strokes = distort(glyphs[FONTS[rng.integers(len(FONTS))]][label], rng)
@@ -227,18 +231,25 @@ def build(
     labelled = list(_tasks(seed, sizes, workdir))
     parts: dict[str, list[dict[str, np.ndarray]]] = {split: [] for split in sizes}
     bar = tqdm(total=sum(sizes.values()), desc="mhd", unit="sample", disable=not progress)
+    tasks = [task for _, task in labelled]
     with bar, contextlib.ExitStack() as stack:
-        tasks = [task for _, task in labelled]
         if workers > 1 and len(tasks) > 1:
             # spawn, not fork: the parent may run TensorFlow, whose threads do not survive fork
-            ctx = multiprocessing.get_context("spawn")
-            pool = stack.enter_context(ctx.Pool(min(workers, len(tasks))))
-            chunks: Iterator[dict[str, np.ndarray]] = pool.imap(make_chunk, tasks)
+            pool = ProcessPoolExecutor(min(workers, len(tasks)), multiprocessing.get_context("spawn"))
+            # on an error or Ctrl-C, drop the queued chunks instead of finishing them
+            stack.callback(pool.shutdown, wait=True, cancel_futures=True)
+            chunks: Iterator[dict[str, np.ndarray]] = pool.map(make_chunk, tasks)
         else:
             chunks = map(make_chunk, tasks)
-        for (split, _), chunk in zip(labelled, chunks):
-            parts[split].append(chunk)
-            bar.update(len(chunk["labels"]))
+        try:
+            for (split, _), chunk in zip(labelled, chunks):
+                parts[split].append(chunk)
+                bar.update(len(chunk["labels"]))
+        except BrokenProcessPool as exc:
+            raise RuntimeError(
+                "MHD worker processes died; a script that builds MHD with workers > 1 must do "
+                "so under `if __name__ == '__main__':` (they re-import it), or pass workers=1"
+            ) from exc
     return {
         split: {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
         for split, pieces in parts.items()

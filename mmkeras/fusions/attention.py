@@ -1,0 +1,81 @@
+"""Cross-modal attention fusion: modalities as tokens of a multi-head attention layer."""
+
+from __future__ import annotations
+
+import keras
+from keras import layers, ops
+
+from mmkeras.fusions.base import Fusion
+from mmkeras.fusions.gated import masked
+
+
+@keras.saving.register_keras_serializable(package="mmkeras")
+class AttentionFusion(Fusion):
+    """Each modality m becomes a token t_m = P_m h_m + e_m (a linear map to ``token_dim`` plus a
+    learned modality embedding). Every token attends to the tokens of the present modalities
+    (multi-head attention whose key mask drops missing modalities), with a residual and layer
+    normalisation: u_m = LN(t_m + MHA(t_m, {t_k : k present})). The joint feature is
+    h = act(W mean_{m present} u_m + b).
+
+    This is the cross-modal attention of multimodal transformers (Tsai et al., 2019,
+    "Multimodal Transformer for Unaligned Multimodal Language Sequences"; Vaswani et al.,
+    2017) with one token per modality. A missing modality is neither a key nor pooled, so
+    the output ignores its features.
+    """
+
+    def __init__(
+        self,
+        output_dim: int,
+        num_heads: int = 4,
+        token_dim: int | None = None,
+        activation: str | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.output_dim = int(output_dim)
+        self.num_heads = int(num_heads)
+        self.token_dim = int(token_dim) if token_dim is not None else self.output_dim
+        if self.num_heads < 1 or self.token_dim % self.num_heads:
+            raise ValueError(
+                f"token_dim ({self.token_dim}) must be a multiple of num_heads ({self.num_heads}); set token_dim"
+            )
+        self.activation = activation
+        self.attention = layers.MultiHeadAttention(self.num_heads, self.token_dim // self.num_heads, name="attention")
+        self.norm = layers.LayerNormalization(name="norm")
+        self.out = layers.Dense(self.output_dim, activation=activation, name="projection")
+
+    def build(self, features_shape, masks_shape=None):
+        names = sorted(features_shape)
+        self.tokenizers = {n: layers.Dense(self.token_dim, name=f"token_{n}") for n in names}
+        for n in names:
+            self.tokenizers[n].build(tuple(features_shape[n]))
+        self.modality_embedding = self.add_weight(
+            name="modality_embedding", shape=(len(names), self.token_dim), initializer="glorot_uniform"
+        )
+        tokens = (None, len(names), self.token_dim)
+        self.attention.build(tokens, tokens)
+        self.norm.build(tokens)
+        self.out.build((None, self.token_dim))
+
+    def call(self, features, masks):
+        names = sorted(features)
+        tokens = ops.stack([self.tokenizers[n](masked(features[n], masks[n])) for n in names], axis=1)
+        tokens = tokens + ops.cast(self.modality_embedding, tokens.dtype)
+        present = ops.stack([ops.cast(masks[n], "float32") > 0 for n in names], axis=1)  # [B, M]
+        key_mask = ops.repeat(ops.expand_dims(present, 1), len(names), axis=1)  # [B, queries, keys]
+        mixed = self.norm(tokens + self.attention(tokens, tokens, attention_mask=key_mask))
+        weight = ops.expand_dims(ops.cast(present, mixed.dtype), -1)
+        pooled = ops.sum(mixed * weight, axis=1) / ops.maximum(ops.sum(weight, axis=1), 1.0)
+        return self.out(pooled)
+
+    def compute_output_shape(self, features_shape, masks_shape=None):
+        return (next(iter(features_shape.values()))[0], self.output_dim)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "output_dim": self.output_dim,
+            "num_heads": self.num_heads,
+            "token_dim": self.token_dim,
+            "activation": self.activation,
+        }

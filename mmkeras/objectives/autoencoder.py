@@ -1,0 +1,171 @@
+"""The multimodal autoencoder (Ngiam et al., 2011, "Multimodal Deep Learning"): a joint code
+decoded back to every modality, and each single modality's code decoded to every modality, so
+that one modality learns to reconstruct the others ("hearing to see").
+
+With D_t the decoder of target modality t, x_t its un-augmented input, z the joint code
+(``outputs["joint"]``), z_s the latent of modality s alone (``outputs["latents"][s]``) and
+e(x^, x) = mean over elements of (x^ - x)^2 per row:
+    L_joint = 1/|T| sum_t  mean_{i: t present}          e(D_t(z_i),   x_t,i)
+    L_cross = 1/|S||T| sum_{s, t} mean_{i: s, t present} e(D_t(z_s,i), x_t,i)
+    loss    = joint_weight * L_joint + cross_weight * L_cross
+over the targets T (the modalities given a decoder and present in the batch) and the sources
+S (the modalities present in the batch; t = s included).
+
+Modality dropout: Ngiam et al. train the bimodal autoencoder on examples with one modality
+zeroed that must still reconstruct both. Here the model's forward pass has already fused the
+complete observation before the objective sees it, so a second, modality-dropped pass is not
+possible inside the objective; the single-modality paths z_s -> D_t train the same ability
+directly (every modality's code must reconstruct every modality). To reconstruct from one
+modality at inference, decode ``model({s: x_s})["latents"][s]``, or set
+``model.subset_encoding: mean`` so that ``model.encode`` of one modality is that latent.
+All codes share one size (give the model a head), so one decoder per target serves them all.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import ops
+
+from mmkeras.distribute import local_contribution
+from mmkeras.errors import RecipeError
+from mmkeras.objectives.base import Objective
+
+
+def _check_decoders(decoders: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    out = {}
+    for modality, spec in decoders.items():
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+            raise ValueError(f"decoders.{modality}: expected {{name: <head>, params: {{...}}}}, got {spec!r}")
+        extra = sorted(set(spec) - {"name", "params"})
+        if extra:
+            raise ValueError(f"decoders.{modality}: unknown keys {extra} (allowed: name, params)")
+        params = spec.get("params") or {}
+        if not isinstance(params, dict):
+            raise ValueError(f"decoders.{modality}.params: expected a mapping, got {params!r}")
+        out[str(modality)] = {"name": spec["name"], "params": dict(params)}
+    if not out:
+        raise ValueError("decoders: give at least one modality's decoder")
+    return out
+
+
+def _row_mse(prediction, target):
+    """Mean squared error per row, over every non-batch axis, in float32."""
+    diff = ops.cast(prediction, "float32") - ops.cast(target, "float32")
+    return ops.mean(ops.reshape(diff * diff, (ops.shape(diff)[0], -1)), axis=1)
+
+
+@keras.saving.register_keras_serializable(package="mmkeras")
+class MultimodalAutoencoder(Objective):
+    """Reconstruction of every modality from the joint code and from each modality's own code.
+
+    decoders: ``{modality: {name: dense_decoder | conv2d_decoder | <any head>, params: {...}}}``;
+    each is built with ``output_shape`` = its modality's input shape. Modalities without a
+    decoder are encoded but not reconstructed. cross_modal: add L_cross. joint_weight,
+    cross_weight: the weights of the two terms.
+    """
+
+    def __init__(
+        self,
+        decoders: dict[str, dict[str, Any]],
+        cross_modal: bool = True,
+        joint_weight: float = 1.0,
+        cross_weight: float = 1.0,
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        self.decoders = _check_decoders(decoders)
+        if joint_weight < 0 or cross_weight < 0:
+            raise ValueError(f"joint_weight and cross_weight must be non-negative, got {joint_weight}, {cross_weight}")
+        self.cross_modal = bool(cross_modal)
+        self.joint_weight = float(joint_weight)
+        self.cross_weight = float(cross_weight)
+        self.decoder_layers: dict[str, keras.layers.Layer] = {}
+        self._shapes: dict[str, Any] | None = None
+
+    def metric_names(self, modalities):
+        unknown = sorted(set(self.decoders) - set(modalities))
+        if unknown:
+            raise RecipeError(
+                [f"objective.params.decoders.{unknown[0]}: no such modality; the model has {sorted(modalities)}"]
+            )
+        names = ["recon_joint"] + (["recon_cross"] if self.cross_modal else [])
+        return names + [f"recon_{t}" for t in sorted(self.decoders)]
+
+    # -- state -------------------------------------------------------------------------
+    def build(self, outputs_shape, labels_shape=None):
+        code_dim = int(outputs_shape["joint"][-1])
+        sizes = {m: int(s[-1]) for m, s in outputs_shape["latents"].items()}
+        if any(d != code_dim for d in sizes.values()):
+            raise ValueError(
+                f"multimodal_autoencoder decodes the joint code and every modality's latent with one decoder per "
+                f"target, so they need one size; got joint {code_dim} and latents {sizes}: give the model a head"
+            )
+        missing = sorted(set(self.decoders) - set(outputs_shape["inputs"]))
+        if missing:
+            raise ValueError(f"multimodal_autoencoder: no input for decoder targets {missing} to take their shapes from")
+        targets = {t: [int(d) for d in outputs_shape["inputs"][t][1:]] for t in sorted(self.decoders)}
+        self._make_decoders(code_dim, targets)
+
+    def _make_decoders(self, code_dim: int, target_shapes: dict[str, list[int]]) -> None:
+        from mmkeras.builder import instantiate
+        from mmkeras.recipe import ComponentSpec
+
+        for t, shape in target_shapes.items():
+            spec = ComponentSpec(name=self.decoders[t]["name"], params=self.decoders[t]["params"])
+            decoder = instantiate(
+                "heads", spec, f"objective.params.decoders.{t}", {"output_shape": shape}, name=f"{t}_decoder"
+            )
+            decoder.build((None, code_dim))
+            self.decoder_layers[t] = decoder
+        self._shapes = {"code_dim": code_dim, "target_shapes": target_shapes}
+        self.built = True
+
+    def get_build_config(self):
+        return self._shapes
+
+    def build_from_config(self, config):
+        if config:
+            self._make_decoders(int(config["code_dim"]), {t: list(s) for t, s in config["target_shapes"].items()})
+
+    # -- loss ----------------------------------------------------------------------------
+    def _term(self, code, target: str, targets, weight):
+        prediction = self.decoder_layers[target](code)
+        if tuple(prediction.shape[1:]) != tuple(targets[target].shape[1:]):
+            raise ValueError(
+                f"decoders.{target} reconstructs shape {tuple(prediction.shape[1:])} but the input "
+                f"{target} has shape {tuple(targets[target].shape[1:])}"
+            )
+        return local_contribution(_row_mse(prediction, targets[target]), weight)
+
+    def call(self, outputs, labels=None):
+        inputs, masks, latents = outputs["inputs"], outputs["masks"], outputs["latents"]
+        targets = [t for t in sorted(self.decoders) if t in inputs]
+        sources = [s for s in sorted(latents) if s in inputs]
+        result: dict[str, Any] = {f"recon_{t}": ops.zeros((), "float32") for t in sorted(self.decoders)}
+        joint = ops.zeros((), "float32")
+        for t in targets:
+            result[f"recon_{t}"] = self._term(outputs["joint"], t, inputs, ops.cast(masks[t], "float32"))
+            joint = joint + result[f"recon_{t}"]
+        result["recon_joint"] = joint / max(len(targets), 1)
+        loss = self.joint_weight * result["recon_joint"]
+        if self.cross_modal:
+            cross = ops.zeros((), "float32")
+            for s in sources:
+                for t in targets:
+                    both = ops.cast(masks[s], "float32") * ops.cast(masks[t], "float32")
+                    cross = cross + self._term(latents[s], t, inputs, both)
+            result["recon_cross"] = cross / max(len(sources) * len(targets), 1)
+            loss = loss + self.cross_weight * result["recon_cross"]
+        result["loss"] = loss
+        return result
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "decoders": self.decoders,
+            "cross_modal": self.cross_modal,
+            "joint_weight": self.joint_weight,
+            "cross_weight": self.cross_weight,
+        }

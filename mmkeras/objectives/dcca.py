@@ -1,0 +1,129 @@
+"""Deep CCA (Andrew, Arora, Bilmes and Livescu, 2013, "Deep Canonical Correlation Analysis").
+
+For two views' representations H1 [n, o1], H2 [n, o2] over the n rows where both are present,
+centred (H = H - mean), with ridges r1, r2:
+    S11 = H1^T H1 / (n - 1) + r1 I,   S22 = H2^T H2 / (n - 1) + r2 I,   S12 = H1^T H2 / (n - 1),
+    T = S11^{-1/2} S12 S22^{-1/2},
+the canonical correlations are the singular values rho_1 >= rho_2 >= ... of T, and
+    loss = - sum_{i <= k} rho_i            (k = top_k, default all min(o1, o2)).
+The paper's objective with k = o is the trace norm of T; "top-k" is its Section 3 variant.
+
+Computed in float32: any whitening gives the singular values of T, so S11 and S22 are whitened
+by their Cholesky factors L (L^{-1} S L^{-T} = I), whose gradient does not divide by eigenvalue
+gaps as an eigendecomposition's does (the gaps vanish when the batch is smaller than the
+dimension). rho_i^2 are the eigenvalues of the symmetric T^T T (eigh), floored at ``epsilon``
+before the square root so its gradient stays finite. The batch is the global batch under
+tf.distribute. DCCA is defined for two views: give exactly two modalities or ``pair: [a, b]``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import ops
+
+from mmkeras.distribute import cross_replica_gather, num_replicas
+from mmkeras.errors import RecipeError
+from mmkeras.objectives.base import Objective
+
+
+def _covariances(h1, h2, w, r1: float, r2: float):
+    n = ops.sum(w)
+    col = ops.expand_dims(w, 1)
+    h1 = (h1 - ops.sum(h1 * col, axis=0, keepdims=True) / ops.maximum(n, 1.0)) * col
+    h2 = (h2 - ops.sum(h2 * col, axis=0, keepdims=True) / ops.maximum(n, 1.0)) * col
+    denom = ops.maximum(n - 1.0, 1.0)
+    s11 = ops.matmul(ops.transpose(h1), h1) / denom + r1 * ops.eye(ops.shape(h1)[1], dtype="float32")
+    s22 = ops.matmul(ops.transpose(h2), h2) / denom + r2 * ops.eye(ops.shape(h2)[1], dtype="float32")
+    s12 = ops.matmul(ops.transpose(h1), h2) / denom
+    return s11, s22, s12
+
+
+def canonical_correlations(h1, h2, r1: float = 1e-3, r2: float = 1e-3, mask=None, epsilon: float = 1e-6):
+    """All min(o1, o2) canonical correlations of ``h1`` [n, o1] and ``h2`` [n, o2], descending,
+    over the rows where ``mask`` [n] is 1 (every row by default)."""
+    h1, h2 = ops.cast(h1, "float32"), ops.cast(h2, "float32")
+    w = ops.ones((ops.shape(h1)[0],), "float32") if mask is None else ops.cast(mask, "float32")
+    s11, s22, s12 = _covariances(h1, h2, w, r1, r2)
+    l1 = ops.cholesky(s11)
+    l2 = ops.cholesky(s22)
+    a = ops.solve_triangular(l1, s12, lower=True)  # L1^{-1} S12
+    t = ops.transpose(ops.solve_triangular(l2, ops.transpose(a), lower=True))  # L1^{-1} S12 L2^{-T}
+    o1, o2 = h1.shape[1], h2.shape[1]
+    m = ops.matmul(ops.transpose(t), t) if o2 <= o1 else ops.matmul(t, ops.transpose(t))
+    eigenvalues, _ = ops.eigh(0.5 * (m + ops.transpose(m)))  # ascending
+    return ops.sqrt(ops.maximum(ops.flip(eigenvalues, axis=0), epsilon))
+
+
+@keras.saving.register_keras_serializable(package="mmkeras")
+class DeepCCA(Objective):
+    """Negative sum of the top-k canonical correlations of two modalities' latents.
+
+    pair: the two modalities (default: the model's two modalities). top_k: how many
+    correlations (default, or more than min(o1, o2): all). r1, r2: ridge added to each
+    view's covariance. epsilon: floor on the squared correlations. Use a batch larger than
+    the latent size: below it the covariances are singular and only the ridge keeps the
+    correlations below 1.
+    """
+
+    def __init__(
+        self,
+        pair: list[str] | None = None,
+        top_k: int | None = None,
+        r1: float = 1e-3,
+        r2: float = 1e-3,
+        epsilon: float = 1e-6,
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        if pair is not None and (len(pair) != 2 or pair[0] == pair[1]):
+            raise ValueError(f"pair must name two different modalities, got {pair!r}")
+        if top_k is not None and int(top_k) < 1:
+            raise ValueError(f"top_k must be a positive integer, got {top_k}")
+        if r1 < 0 or r2 < 0 or epsilon <= 0:
+            raise ValueError(f"r1 and r2 must be non-negative and epsilon positive, got {r1}, {r2}, {epsilon}")
+        self.pair = list(pair) if pair is not None else None
+        self.top_k = int(top_k) if top_k is not None else None
+        self.r1, self.r2, self.epsilon = float(r1), float(r2), float(epsilon)
+
+    def views(self, modalities: list[str]) -> tuple[str, str]:
+        """The two modalities this objective correlates, checked against the model's."""
+        mods = sorted(modalities)
+        if self.pair is None:
+            if len(mods) != 2:
+                raise RecipeError(
+                    [f"objective.params.pair: dcca is defined for two views and the model has {len(mods)} "
+                     f"modalities {mods}; name two of them, e.g. pair: [{mods[0]}, {mods[-1]}]"]
+                )
+            return mods[0], mods[1]
+        unknown = [m for m in self.pair if m not in mods]
+        if unknown:
+            raise RecipeError([f"objective.params.pair: unknown modalities {unknown}; the model has {mods}"])
+        return self.pair[0], self.pair[1]
+
+    def metric_names(self, modalities):
+        a, b = self.views(modalities)
+        return [f"corr_{a}_{b}"]
+
+    def call(self, outputs, labels=None):
+        a, b = self.views(list(outputs["latents"]))
+        latents, masks = outputs["latents"], outputs["masks"]
+        both = ops.cast(masks[a], "float32") * ops.cast(masks[b], "float32")
+        h1, _ = cross_replica_gather(ops.cast(latents[a], "float32"))
+        h2, _ = cross_replica_gather(ops.cast(latents[b], "float32"))
+        w, _ = cross_replica_gather(both)
+        rho = canonical_correlations(h1, h2, self.r1, self.r2, w, self.epsilon)
+        k = min(int(rho.shape[0]), self.top_k or int(rho.shape[0]))
+        corr = ops.sum(rho[:k]) / float(num_replicas())  # every replica computes the global value
+        return {"loss": -corr, f"corr_{a}_{b}": corr}
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "pair": self.pair,
+            "top_k": self.top_k,
+            "r1": self.r1,
+            "r2": self.r2,
+            "epsilon": self.epsilon,
+        }
