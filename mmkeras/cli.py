@@ -107,6 +107,13 @@ def _cmd_data_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_schema(args: argparse.Namespace) -> int:
+    from mmkeras.schema import recipe_json_schema, recipe_reference_markdown
+
+    print(recipe_reference_markdown() if args.markdown else json.dumps(recipe_json_schema(), indent=2))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mmkeras", description="Multimodal representation learning with Keras 3.")
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
@@ -131,6 +138,10 @@ def parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("recipes", help="list the shipped recipes")
     r.set_defaults(func=_cmd_recipes)
+
+    s = sub.add_parser("schema", help="print the recipe JSON Schema (or the Markdown reference)")
+    s.add_argument("--markdown", action="store_true", help="the recipe reference as Markdown (docs/recipes.md)")
+    s.set_defaults(func=_cmd_schema)
 
     d = sub.add_parser("data", help="data sets")
     dsub = d.add_subparsers(dest="data_command", required=True)

@@ -25,7 +25,11 @@ class MultimodalModel(keras.Model):
     - ``latents``: ``{modality: z_m}``, the head applied to each ``h_m``;
     - ``joint_feature``: the fusion of the features, ``joint``: the head applied to it;
     - ``masks``: ``{modality: [B]}`` float32 presence;
-    - ``inputs``: ``{modality: x_m}``, the given inputs before augmentation (reconstruction targets).
+    - ``inputs``: ``{modality: x_m}``, the given inputs before augmentation (reconstruction targets);
+    - ``joint_single``: ``{modality: z}``, the head applied to the fusion of that modality alone,
+      when the objective sets ``needs_single_modality_joints``;
+    - ``views``: a list of per-view records (all of the above but ``inputs``), when the objective
+      sets ``num_views`` > 1: each view is a separate pass with its own augmentation draw.
 
     The objective turns the record into the loss (``compute_loss``), so ``fit`` trains it.
     ``joint_encoders`` (GMC's joint encoder f_1:M): a second set of encoders, one per
@@ -61,7 +65,10 @@ class MultimodalModel(keras.Model):
             raise ValueError(f"joint_encoders must cover the modalities {self.modalities}, got {sorted(self.joint_encoders)}")
         self.input_shapes = {m: [int(d) for d in s] for m, s in (input_shapes or {}).items()}
         self.subset_encoding = subset_encoding
-        self.feature_dims: dict[str, int] = {}  # "image" or "joint/image" -> feature size
+        self.feature_shapes: dict[str, list[int]] = {}  # "image" or "joint/image" -> feature shape
+        # what the objective asks of the forward pass (CoMM: two augmented views, single-modality joints)
+        self.num_views = int(getattr(objective, "num_views", 1))
+        self.single_modality_joints = bool(getattr(objective, "needs_single_modality_joints", False))
         names = objective.metric_names(self.modalities) if objective is not None and hasattr(objective, "metric_names") else []
         self.objective_trackers = {n: keras.metrics.Mean(name=n) for n in names}
 
@@ -83,10 +90,19 @@ class MultimodalModel(keras.Model):
         unknown = [k for k in inputs if k != MASKS and k not in self.encoders]
         if unknown:
             raise ValueError(f"inputs have modalities {unknown} this model has no encoder for; it has {self.modalities}")
-        given = inputs.get(MASKS, {}) or {}
         present = [m for m in self.modalities if m in inputs]
         if not present:
             raise ValueError(f"no modality given; expected some of {self.modalities}")
+        views = [self._view(inputs, present, training) for _ in range(self.num_views)]
+        record = views[0]
+        if self.num_views > 1:
+            record = {**record, "views": views}
+        record["inputs"] = {m: inputs[m] for m in present}
+        return record
+
+    def _view(self, inputs, present, training):
+        """One pass over the inputs (one augmented view in training)."""
+        given = inputs.get(MASKS, {}) or {}
         batch = ops.shape(inputs[present[0]])[0]
         features, joint_inputs, masks = {}, {}, {}
         for m in self.modalities:
@@ -102,26 +118,33 @@ class MultimodalModel(keras.Model):
             else:
                 masks[m] = ops.zeros((batch,), "float32")
         self._fill_missing(features, "", batch)
+        fusion_inputs = features
         if self.joint_encoders is not None:
             self._fill_missing(joint_inputs, "joint/", batch)
-        joint_feature = self.fusion(joint_inputs if self.joint_encoders is not None else features, masks)
+            fusion_inputs = joint_inputs
         project = self.head if self.head is not None else (lambda h: h)
-        return {
+        joint_feature = self.fusion(fusion_inputs, masks)
+        record = {
             "features": features,
             "latents": {m: project(features[m]) for m in self.modalities},
             "joint_feature": joint_feature,
             "joint": project(joint_feature),
             "masks": masks,
-            "inputs": {m: inputs[m] for m in present},
         }
+        if self.single_modality_joints:
+            record["joint_single"] = {
+                m: project(self.fusion(fusion_inputs, {k: masks[k] if k == m else ops.zeros_like(masks[k]) for k in masks}))
+                for m in self.modalities
+            }
+        return record
 
     def _fill_missing(self, features, prefix, batch):
         """Zeros for each missing modality (the fusion ignores them by their mask)."""
         for m in self.modalities:
             if m in features:
-                self.feature_dims[prefix + m] = int(features[m].shape[-1])
+                self.feature_shapes[prefix + m] = [int(d) for d in features[m].shape[1:]]
             else:
-                features[m] = ops.zeros((batch, self.feature_dims[prefix + m]), dtype=self.compute_dtype)
+                features[m] = ops.zeros([batch] + self.feature_shapes[prefix + m], dtype=self.compute_dtype)
 
     # -- training ------------------------------------------------------------------------
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):

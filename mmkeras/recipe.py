@@ -33,66 +33,77 @@ class _Spec(BaseModel):
 class ComponentSpec(_Spec):
     """A registry name and the parameters its class declares."""
 
-    name: str
-    params: dict[str, Any] = Field(default_factory=dict)
+    name: str = Field(description="registry name of the component (see `mmkeras plugins`)")
+    params: dict[str, Any] = Field(default_factory=dict, description="the component's typed parameters")
 
 
 class DataSpec(_Spec):
-    dataset: str
-    params: dict[str, Any] = Field(default_factory=dict)
-    batch_size: int = Field(64, gt=0)
-    shuffle_buffer: int = Field(10_000, ge=0)
-    validation_split: float = Field(0.0, ge=0.0, lt=1.0)
-    deterministic: bool = False
-    drop_remainder: bool = True
+    dataset: str = Field(description="registry name of the dataset")
+    params: dict[str, Any] = Field(default_factory=dict, description="the dataset's typed parameters")
+    batch_size: int = Field(64, gt=0, description="global batch size (split across replicas)")
+    validation_split: float = Field(0.0, ge=0.0, lt=1.0, description="seeded fraction of train held out")
+    deterministic: bool = Field(False, description="keep tf.data element order deterministic (slower)")
+    drop_remainder: bool = Field(True, description="drop the last partial batch (contrastive losses want full batches)")
 
 
 class ModalitySpec(_Spec):
-    encoder: ComponentSpec
-    augment: list[ComponentSpec] = Field(default_factory=list)
+    encoder: ComponentSpec = Field(description="the modality's encoder")
+    augment: list[ComponentSpec] = Field(default_factory=list, description="augmentations, applied in training only")
 
 
 class ModelSpec(_Spec):
-    feature_dim: int = Field(64, gt=0)
-    latent_dim: int = Field(64, gt=0)
-    fusion: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="mean"))
-    head: ComponentSpec | None = None
-    subset_encoding: Literal["fusion", "mean"] = "fusion"
-    joint_encoders: Literal["shared", "separate"] = "shared"
+    feature_dim: int = Field(64, gt=0, description="output_dim given to encoders and the fusion that leave it unset")
+    latent_dim: int = Field(64, gt=0, description="output_dim given to the head that leaves it unset")
+    fusion: ComponentSpec = Field(
+        default_factory=lambda: ComponentSpec(name="mean"), description="combines modality features into the joint one"
+    )
+    head: ComponentSpec | None = Field(None, description="projection head shared by every representation")
+    subset_encoding: Literal["fusion", "mean"] = Field(
+        "fusion", description="encode() of an incomplete subset: the fused joint, or the mean of modality latents"
+    )
+    joint_encoders: Literal["shared", "separate"] = Field(
+        "shared", description="separate: the fusion reads its own copy of every encoder (GMC's joint encoder)"
+    )
 
 
 class OptimizerSpec(_Spec):
     name: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
     learning_rate: float = Field(1e-3, gt=0)
     weight_decay: float | None = Field(None, ge=0)
-    clipnorm: float | None = Field(None, gt=0)
+    clipnorm: float | None = Field(None, gt=0, description="clip each gradient's norm")
 
 
 class TrainSpec(_Spec):
     epochs: int = Field(10, gt=0)
-    steps_per_epoch: int | None = Field(None, gt=0)
+    steps_per_epoch: int | None = Field(None, gt=0, description="default: one pass over the training data")
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
-    jit_compile: Literal["auto"] | bool = "auto"
-    mixed_precision: Literal["float16", "bfloat16"] | None = None
+    jit_compile: Literal["auto"] | bool = Field(
+        "auto", description="XLA; auto = on for a single device, off under multi-device strategies"
+    )
+    mixed_precision: Literal["float16", "bfloat16"] | None = Field(
+        None, description="compute dtype; objectives stay float32, float16 gets loss scaling"
+    )
 
 
 class DistributeSpec(_Spec):
-    strategy: Literal["auto", "one_device", "mirrored", "multi_worker", "tpu"] = "auto"
+    strategy: Literal["auto", "one_device", "mirrored", "multi_worker", "tpu"] = Field(
+        "auto", description="auto = mirrored over every GPU when there are several, else one device"
+    )
 
 
 class Recipe(_Spec):
     """A validated recipe. Build a model from it with :func:`mmkeras.build_model`."""
 
-    name: str
+    name: str = Field(description="the run's name; default run directory runs/<name>")
     description: str = ""
-    seed: int = 0
+    seed: int = Field(0, description="seeds weights, shuffling, augmentation and validation split")
     data: DataSpec
-    modalities: dict[str, ModalitySpec] = Field(min_length=1)
+    modalities: dict[str, ModalitySpec] = Field(min_length=1, description="one entry per modality the model reads")
     model: ModelSpec = Field(default_factory=ModelSpec)
-    objective: ComponentSpec
+    objective: ComponentSpec = Field(description="the training signal")
     train: TrainSpec = Field(default_factory=TrainSpec)
     distribute: DistributeSpec = Field(default_factory=DistributeSpec)
-    evaluate: list[ComponentSpec] = Field(default_factory=list)
+    evaluate: list[ComponentSpec] = Field(default_factory=list, description="evaluators run after training")
 
     _source: str | None = PrivateAttr(default=None)
 

@@ -216,6 +216,8 @@ register_evaluator = _decorator("evaluators")
 def parameters(cls: Any) -> dict[str, inspect.Parameter]:
     """The typed parameters a component declares: the keyword arguments of its ``__init__``
     (``**kwargs`` for Keras base-class arguments excluded)."""
+    if getattr(cls.__init__, "__module__", "").startswith("keras"):
+        return {}  # no __init__ of its own: only Keras's base-class arguments, which are not recipe parameters
     sig = inspect.signature(cls.__init__)
     return {
         n: p

@@ -88,3 +88,29 @@ def test_concat_fusion_ignores_missing_features():
     h1 = {"a": np.ones((2, 2), "float32"), "b": np.ones((2, 2), "float32")}
     h2 = {"a": h1["a"], "b": np.array([[1.0, 1.0], [9.0, -9.0]], "float32")}
     np.testing.assert_allclose(keras.ops.convert_to_numpy(fusion(h1, masks)), keras.ops.convert_to_numpy(fusion(h2, masks)))
+
+
+def test_objective_can_ask_for_two_views_and_single_modality_joints():
+    from mmkeras.objectives.infonce import InfoNCE
+
+    class TwoViews(InfoNCE):
+        num_views = 2
+        needs_single_modality_joints = True
+
+    recipe = mmkeras.recipe_from_dict(
+        synthetic_recipe(modalities__a={"encoder": {"name": "mlp"}, "augment": [{"name": "gaussian_noise", "params": {"stddev": 1.0}}]})
+    )
+    model = mmkeras.build_model(recipe, {"a": [16], "b": [8, 8, 1]}, compile=False)
+    model = mmkeras.model.MultimodalModel(
+        model.encoders, model.fusion, model.head, TwoViews(), model.augmentations, input_shapes=model.input_shapes
+    )
+    rng = np.random.default_rng(0)
+    x = {"a": rng.normal(size=(4, 16)).astype("float32"), "b": rng.normal(size=(4, 8, 8, 1)).astype("float32")}
+    train = model(x, training=True)
+    v1, v2 = (keras.ops.convert_to_numpy(v["latents"]["a"]) for v in train["views"])
+    assert not np.allclose(v1, v2)  # each view draws its own augmentation
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(train["views"][0]["latents"]["b"]), keras.ops.convert_to_numpy(train["views"][1]["latents"]["b"]), rtol=1e-6
+    )  # b has no augmentation
+    infer = model(x, training=False)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(infer["joint_single"]["a"]), model.encode({"a": x["a"]}), rtol=1e-5)

@@ -8,6 +8,8 @@ that a sample is augmented at all (CoMM applies each sequence augmentation with 
 
 from __future__ import annotations
 
+import re
+
 import keras
 from keras import ops
 
@@ -48,7 +50,7 @@ class _Augmentation(keras.layers.Layer):
 
     def __init__(self, rate: float = 1.0, seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
-        self.rate = _check_rate(self.name, rate)
+        self.rate = _check_rate(self.what, rate)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
@@ -59,6 +61,11 @@ class _Augmentation(keras.layers.Layer):
         if self.rate < 1.0:
             out = ops.where(_gate(x, self.rate, self.seed_generator), out, x)
         return out
+
+    @property
+    def what(self) -> str:
+        """The component's registered-style name for messages (a layer's own name may carry a suffix)."""
+        return re.sub(r"(?<!^)(?=[A-Z])", "_", type(self).__name__).lower()
 
     def augment(self, x):
         raise NotImplementedError
@@ -83,8 +90,8 @@ class _BandMask(_Augmentation):
     ):
         super().__init__(rate=rate, seed=seed, **kwargs)
         if max_width < 0 or num_masks < 1:
-            raise ValueError(f"{self.name}: needs max_width >= 0 and num_masks >= 1, got {max_width}, {num_masks}")
-        self.axis = _check_axis(self.name, axis)
+            raise ValueError(f"{self.what}: needs max_width >= 0 and num_masks >= 1, got {max_width}, {num_masks}")
+        self.axis = _check_axis(self.what, axis)
         self.max_width, self.num_masks, self.mask_value = int(max_width), int(num_masks), float(mask_value)
 
     def augment(self, x):
@@ -159,7 +166,7 @@ class Gain(_Augmentation):
     ):
         super().__init__(rate=rate, seed=seed, **kwargs)
         if min_db > max_db:
-            raise ValueError(f"{self.name}: needs min_db <= max_db, got {min_db}, {max_db}")
+            raise ValueError(f"{self.what}: needs min_db <= max_db, got {min_db}, {max_db}")
         self.min_db, self.max_db = float(min_db), float(max_db)
 
     def augment(self, x):
@@ -186,8 +193,8 @@ class TimeShift(_Augmentation):
     ):
         super().__init__(rate=rate, seed=seed, **kwargs)
         if not 0.0 <= max_shift <= 1.0:
-            raise ValueError(f"{self.name}: max_shift must be a fraction of the length in [0, 1], got {max_shift}")
-        self.axis = _check_axis(self.name, axis)
+            raise ValueError(f"{self.what}: max_shift must be a fraction of the length in [0, 1], got {max_shift}")
+        self.axis = _check_axis(self.what, axis)
         self.max_shift, self.circular = float(max_shift), bool(circular)
 
     def augment(self, x):
@@ -219,8 +226,8 @@ class RandomDrop(_Augmentation):
     ):
         super().__init__(rate=rate, seed=seed, **kwargs)
         if not 0.0 <= max_fraction <= 1.0:
-            raise ValueError(f"{self.name}: max_fraction must be in [0, 1], got {max_fraction}")
-        self.axis = _check_axis(self.name, axis)
+            raise ValueError(f"{self.what}: max_fraction must be in [0, 1], got {max_fraction}")
+        self.axis = _check_axis(self.what, axis)
         self.max_fraction = float(max_fraction)
 
     def augment(self, x):
@@ -256,7 +263,7 @@ class Scaling(_Augmentation):
     ):
         super().__init__(rate=rate, seed=seed, **kwargs)
         if stddev < 0:
-            raise ValueError(f"{self.name}: stddev must be >= 0, got {stddev}")
+            raise ValueError(f"{self.what}: stddev must be >= 0, got {stddev}")
         self.stddev, self.per_channel = float(stddev), bool(per_channel)
 
     def augment(self, x):
@@ -280,7 +287,7 @@ class FeatureMask(_Augmentation):
     ):
         super().__init__(rate=rate, seed=seed, **kwargs)
         if not 0.0 <= fraction <= 1.0:
-            raise ValueError(f"{self.name}: fraction must be in [0, 1], got {fraction}")
+            raise ValueError(f"{self.what}: fraction must be in [0, 1], got {fraction}")
         self.fraction, self.mask_value = float(fraction), float(mask_value)
 
     def augment(self, x):
@@ -308,9 +315,9 @@ class TokenMask(_Augmentation):
     ):
         super().__init__(rate=rate, seed=seed, **kwargs)
         if not 0.0 <= fraction <= 1.0:
-            raise ValueError(f"{self.name}: fraction must be in [0, 1], got {fraction}")
+            raise ValueError(f"{self.what}: fraction must be in [0, 1], got {fraction}")
         if mask_id == padding_id:
-            raise ValueError(f"{self.name}: mask_id must differ from padding_id, both are {mask_id}")
+            raise ValueError(f"{self.what}: mask_id must differ from padding_id, both are {mask_id}")
         self.mask_id, self.fraction, self.padding_id = int(mask_id), float(fraction), int(padding_id)
 
     def augment(self, x):

@@ -14,6 +14,11 @@ class Objective(keras.layers.Layer):
     contribution* to the loss (see :mod:`mmkeras.distribute`).
     """
 
+    #: forward passes per batch, each with its own augmentation draw (the record gets ``views``)
+    num_views: int = 1
+    #: ask the model for the fusion of each single modality (the record gets ``joint_single``)
+    needs_single_modality_joints: bool = False
+
     def __init__(self, **kwargs):
         kwargs["dtype"] = "float32"  # similarities and logits in float32 under mixed precision
         super().__init__(**kwargs)

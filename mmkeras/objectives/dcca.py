@@ -28,6 +28,12 @@ from mmkeras.errors import RecipeError
 from mmkeras.objectives.base import Objective
 
 
+def _gather(x):
+    """The global batch of ``x``, with the static feature sizes all_gather loses."""
+    gathered, _ = cross_replica_gather(x)
+    return ops.reshape(gathered, (-1, *x.shape[1:]))
+
+
 def _covariances(h1, h2, w, r1: float, r2: float):
     n = ops.sum(w)
     col = ops.expand_dims(w, 1)
@@ -110,10 +116,8 @@ class DeepCCA(Objective):
         a, b = self.views(list(outputs["latents"]))
         latents, masks = outputs["latents"], outputs["masks"]
         both = ops.cast(masks[a], "float32") * ops.cast(masks[b], "float32")
-        h1, _ = cross_replica_gather(ops.cast(latents[a], "float32"))
-        h2, _ = cross_replica_gather(ops.cast(latents[b], "float32"))
-        w, _ = cross_replica_gather(both)
-        rho = canonical_correlations(h1, h2, self.r1, self.r2, w, self.epsilon)
+        h1, h2 = _gather(ops.cast(latents[a], "float32")), _gather(ops.cast(latents[b], "float32"))
+        rho = canonical_correlations(h1, h2, self.r1, self.r2, _gather(both), self.epsilon)
         k = min(int(rho.shape[0]), self.top_k or int(rho.shape[0]))
         corr = ops.sum(rho[:k]) / float(num_replicas())  # every replica computes the global value
         return {"loss": -corr, f"corr_{a}_{b}": corr}
