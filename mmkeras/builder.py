@@ -144,6 +144,7 @@ def build_model(
             joint_encoders=joint_encoders,
             input_shapes=input_shapes,
             subset_encoding=recipe.model.subset_encoding,
+            encode_output=recipe.model.encode_output,
             name=recipe.name.replace("-", "_"),
         )
         model.build()

@@ -36,7 +36,8 @@ class MultimodalModel(keras.Model):
     modality, whose outputs feed the fusion instead of the modality encoders' outputs, so the
     joint representation shares no weights with the modality-specific ones.
     ``subset_encoding="mean"`` makes :meth:`encode` of an incomplete subset return the mean of
-    the present modalities' latents (GMC's evaluation protocol) instead of the fused joint.
+    the present modalities' latents (GMC's evaluation protocol) instead of the fused joint;
+    ``encode_output="feature"`` makes it return the representation before the head (CoMM's probes).
     """
 
     def __init__(
@@ -49,6 +50,7 @@ class MultimodalModel(keras.Model):
         joint_encoders: dict[str, keras.layers.Layer] | None = None,
         input_shapes: dict[str, list[int]] | None = None,
         subset_encoding: str = "fusion",
+        encode_output: str = "latent",
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
@@ -65,6 +67,9 @@ class MultimodalModel(keras.Model):
             raise ValueError(f"joint_encoders must cover the modalities {self.modalities}, got {sorted(self.joint_encoders)}")
         self.input_shapes = {m: [int(d) for d in s] for m, s in (input_shapes or {}).items()}
         self.subset_encoding = subset_encoding
+        if encode_output not in ("latent", "feature"):
+            raise ValueError(f"encode_output must be 'latent' or 'feature', got {encode_output!r}")
+        self.encode_output = encode_output
         self.feature_shapes: dict[str, list[int]] = {}  # "image" or "joint/image" -> feature shape
         # what the objective asks of the forward pass (CoMM: two augmented views, single-modality joints)
         self.num_views = int(getattr(objective, "num_views", 1))
@@ -175,11 +180,14 @@ class MultimodalModel(keras.Model):
             if MASKS in inputs:
                 batch[MASKS] = {m: inputs[MASKS][m][start : start + batch_size] for m in chosen if m in inputs[MASKS]}
             record = self(batch, training=False)
+            per_modality, joint = (
+                (record["latents"], record["joint"]) if self.encode_output == "latent" else (record["features"], record["joint_feature"])
+            )
             if self.subset_encoding == "mean" and not complete:
-                z = sum(record["latents"][m] * ops.expand_dims(record["masks"][m], -1) for m in chosen)
+                z = sum(per_modality[m] * ops.expand_dims(record["masks"][m], -1) for m in chosen)
                 z = z / ops.maximum(ops.expand_dims(sum(record["masks"][m] for m in chosen), -1), 1.0)
             else:
-                z = record["joint"]
+                z = joint
             out.append(ops.convert_to_numpy(ops.cast(z, "float32")))
         return np.concatenate(out, axis=0)
 
@@ -196,6 +204,7 @@ class MultimodalModel(keras.Model):
             "joint_encoders": {m: ser(e) for m, e in self.joint_encoders.items()} if self.joint_encoders else None,
             "input_shapes": self.input_shapes,
             "subset_encoding": self.subset_encoding,
+            "encode_output": self.encode_output,
         }
 
     @classmethod

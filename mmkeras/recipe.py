@@ -61,6 +61,9 @@ class ModelSpec(_Spec):
     subset_encoding: Literal["fusion", "mean"] = Field(
         "fusion", description="encode() of an incomplete subset: the fused joint, or the mean of modality latents"
     )
+    encode_output: Literal["latent", "feature"] = Field(
+        "latent", description="what encode() and the probes see: after the head (latent) or before it (feature)"
+    )
     joint_encoders: Literal["shared", "separate"] = Field(
         "shared", description="separate: the fusion reads its own copy of every encoder (GMC's joint encoder)"
     )

@@ -32,17 +32,20 @@ class TensorFusion(Fusion):
         self.max_features = int(max_features)
         self.dense = layers.Dense(self.output_dim, activation=activation, name="projection")
 
-    def call(self, features, masks):
-        names = sorted(features)
+    def build(self, features_shape, masks_shape=None):
+        dims = {n: int(features_shape[n][-1]) for n in sorted(features_shape)}
         size = 1
-        for n in names:
-            size *= int(features[n].shape[-1]) + 1
+        for d in dims.values():
+            size *= d + 1
         if size > self.max_features:
-            dims = {n: int(features[n].shape[-1]) for n in names}
             raise ValueError(
                 f"tensor fusion of feature sizes {dims} has {size} features (the product of d_m + 1), more than "
                 f"max_features={self.max_features}; lower model.feature_dim or use the low_rank fusion"
             )
+        self.dense.build((None, size))
+
+    def call(self, features, masks):
+        names = sorted(features)
         product = None
         for n in names:
             v = with_one(features[n], masks[n])
