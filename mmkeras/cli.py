@@ -27,7 +27,13 @@ def _resolve_recipe(arg: str) -> str:
 def _cmd_train(args: argparse.Namespace) -> int:
     from mmkeras.recipe import load_recipe
 
-    recipe = load_recipe(_resolve_recipe(args.recipe), args.set)
+    overrides = list(args.set)
+    if args.workers:
+        from mmkeras.distribute import cluster_config
+
+        os.environ["TF_CONFIG"] = cluster_config(args.workers.split(","), args.worker_index)
+        overrides.append("distribute.strategy=multi_worker")
+    recipe = load_recipe(_resolve_recipe(args.recipe), overrides)
     from mmkeras.runs import train
 
     run = train(recipe, args.output, verbose=args.verbose if args.verbose is not None else "auto")
@@ -107,6 +113,28 @@ def _cmd_data_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_data_export(args: argparse.Namespace) -> int:
+    import yaml
+
+    from mmkeras.builder import instantiate
+    from mmkeras.data.tfrecord import export_all
+    from mmkeras.recipe import ComponentSpec
+
+    if args.shards < 1:
+        raise MMKerasError(f"--shards must be at least 1, got {args.shards}")
+    params = {}
+    for item in args.param:
+        key, _, raw = item.partition("=")
+        params[key] = yaml.safe_load(raw)
+    dataset = instantiate("datasets", ComponentSpec(name=args.name, params=params), "dataset")
+    dataset.prepare(progress=True)
+    spec = export_all(dataset, args.out, args.shards)
+    for split in dataset.splits:
+        info = spec["splits"][split]
+        print(f"{args.name} {split}: {info['count']} rows -> {len(info['files'])} TFRecord files in {args.out}")
+    return 0
+
+
 def _cmd_schema(args: argparse.Namespace) -> int:
     from mmkeras.schema import recipe_json_schema, recipe_reference_markdown
 
@@ -124,6 +152,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE", help="override a recipe value")
     t.add_argument("--output", "-o", default=None, help="run directory (default runs/<recipe name>)")
     t.add_argument("--verbose", type=int, choices=[0, 1, 2], default=None, help="Keras verbosity")
+    t.add_argument("--workers", default=None, metavar="HOST:PORT,...", help="multi-worker cluster (sets TF_CONFIG)")
+    t.add_argument("--worker-index", type=int, default=0, help="this process's index in --workers (0 = chief)")
     t.set_defaults(func=_cmd_train)
 
     v = sub.add_parser("validate", help="check a recipe and print every problem")
@@ -150,6 +180,12 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--size", default=None, help="a named size or a number of rows (datasets that take one)")
     b.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="a dataset parameter")
     b.set_defaults(func=_cmd_data_build)
+    x = dsub.add_parser("export", help="write every split of a data set to sharded TFRecords (dataset: tfrecord)")
+    x.add_argument("name")
+    x.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="a dataset parameter")
+    x.add_argument("--out", required=True, help="the output directory")
+    x.add_argument("--shards", type=int, default=1, help="files per split; at least the number of workers")
+    x.set_defaults(func=_cmd_data_export)
     return p
 
 

@@ -10,6 +10,8 @@ row count. Summed over replicas that is the global mean, whatever the replica co
 
 from __future__ import annotations
 
+import os
+
 import keras
 from keras import ops
 
@@ -65,6 +67,53 @@ def local_contribution(per_row, weights=None):
     return ops.sum(per_row * w) / ops.maximum(global_sum(ops.sum(w)), 1.0)
 
 
+def patch_keras_multi_worker_logs() -> None:
+    """Keras 3.15 reduces per-replica logs under MultiWorkerMirroredStrategy with
+    ``strategy.reduce("MEAN", v, axis=0)``, which fails for the scalar loss and metrics every
+    train step returns. Reduce scalars with ``axis=None`` instead (idempotent)."""
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    original = tf_trainer.reduce_per_replica
+    if getattr(original, "_mmkeras_patched", False):
+        return
+    import tensorflow as tf
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and tf_trainer._collective_all_reduce_multi_worker(strategy):
+
+            def mean(v):
+                if not isinstance(v, tf.distribute.DistributedValues) and not tf_trainer._is_per_replica_instance(v):
+                    return v
+                rank = len(strategy.experimental_local_results(v)[0].shape)
+                return strategy.reduce("MEAN", v, axis=0 if rank else None)
+
+            return tf.nest.map_structure(mean, values)
+        return original(values, strategy, reduction)
+
+    reduce_per_replica._mmkeras_patched = True  # type: ignore[attr-defined]
+    tf_trainer.reduce_per_replica = reduce_per_replica
+
+
+def worker_index() -> int:
+    """This process's index in a multi-worker cluster (TF_CONFIG); 0 (the chief) otherwise."""
+    import json
+
+    try:
+        task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
+    except json.JSONDecodeError:
+        raise MMKerasError("TF_CONFIG is not valid JSON") from None
+    return 0 if task.get("type", "worker") == "chief" else int(task.get("index", 0))
+
+
+def cluster_config(workers: list[str], index: int) -> str:
+    """TF_CONFIG for worker ``index`` of ``workers`` (host:port strings)."""
+    import json
+
+    if not 0 <= index < len(workers):
+        raise MMKerasError(f"--worker-index {index} is not in 0..{len(workers) - 1} for {len(workers)} workers")
+    return json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
+
+
 def make_strategy(name: str):
     """The tf.distribute strategy named in ``distribute.strategy`` (None for the default)."""
     if keras.backend.backend() != "tensorflow":
@@ -80,6 +129,20 @@ def make_strategy(name: str):
         return None
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
-    raise MMKerasError(
-        f"distribute.strategy: {name!r} is not supported yet (supported: auto, one_device, mirrored)"
-    )
+    if name == "multi_worker":
+        if "TF_CONFIG" not in os.environ:
+            raise MMKerasError(
+                "distribute.strategy: multi_worker needs the cluster in TF_CONFIG, or "
+                "`mmkeras train ... --workers host:port,host:port --worker-index I`"
+            )
+        patch_keras_multi_worker_logs()
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "tpu":
+        try:
+            resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+            tf.config.experimental_connect_to_cluster(resolver)
+            tf.tpu.experimental.initialize_tpu_system(resolver)
+        except (ValueError, tf.errors.NotFoundError) as exc:
+            raise MMKerasError(f"distribute.strategy: tpu, but no TPU was found: {exc}") from None
+        return tf.distribute.TPUStrategy(resolver)
+    raise MMKerasError(f"distribute.strategy: unknown strategy {name!r}")

@@ -85,7 +85,9 @@ class MultimodalModel(keras.Model):
         if missing:
             raise ValueError(f"input_shapes has no shape for modalities {missing}")
         zeros = {m: ops.zeros([2] + self.input_shapes[m]) for m in self.modalities}
-        self._forward(zeros, training=False)
+        record = self._forward(zeros, training=False)
+        if self.objective is not None:  # objectives with weights of their own (decoders) build here
+            self.objective(record, ops.zeros((2,), "int32"))
         self.built = True
 
     def call(self, inputs, training=None):
@@ -152,6 +154,16 @@ class MultimodalModel(keras.Model):
                 features[m] = ops.zeros([batch] + self.feature_shapes[prefix + m], dtype=self.compute_dtype)
 
     # -- training ------------------------------------------------------------------------
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras reduces the first distributed batch to build the model symbolically; under
+        # MultiWorkerMirroredStrategy that reduce fails for dict inputs. This model is built at
+        # construction, so only the optimizer's variables are left to create.
+        if not (self.built and all(layer.built for layer in self._flatten_layers())):
+            return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+        if self.optimizer is not None and not self.optimizer.built:
+            with self.distribute_strategy.scope():
+                self.optimizer.build(self.trainable_variables)
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         if self.objective is None:
             raise ValueError("this model has no objective; build it from a recipe or pass objective=")

@@ -119,10 +119,14 @@ def train(recipe: Recipe, output: str | os.PathLike[str] | None = None, verbose:
     from mmkeras.builder import build_model, input_shapes_of, make_dataset
     from mmkeras.data.pipeline import make_dataset as make_tf_dataset
     from mmkeras.data.pipeline import split_validation
-    from mmkeras.distribute import make_strategy
+    from mmkeras.distribute import make_strategy, worker_index
 
     run = RunDirectory(output or Path("runs") / recipe.name)
-    run.claim(recipe)
+    strategy = make_strategy(recipe.distribute.strategy)
+    index = worker_index()
+    chief = index == 0  # in multi-worker training only the chief writes the run directory
+    if chief:
+        run.claim(recipe)
     dataset = make_dataset(recipe)
     dataset.prepare()
     modalities = sorted(recipe.modalities)
@@ -133,7 +137,6 @@ def train(recipe: Recipe, output: str | os.PathLike[str] | None = None, verbose:
     if "test" in dataset.splits:
         splits["test"] = dataset.load("test")
 
-    strategy = make_strategy(recipe.distribute.strategy)
     model = build_model(recipe, input_shapes_of(train_split, modalities), strategy)
     where = f"data ({recipe.data.dataset})"
     batch = recipe.data.batch_size
@@ -152,13 +155,16 @@ def train(recipe: Recipe, output: str | os.PathLike[str] | None = None, verbose:
     else:
         if done:
             print(f"{run.path}: resuming after epoch {done} of {epochs}")
-        run.write_state(epochs_completed=done, epochs=epochs, status="training")
-        callbacks = [
-            keras.callbacks.BackupAndRestore(str(run.checkpoint), delete_checkpoint=False),
-            keras.callbacks.CSVLogger(str(run.history_file), append=True),
-            keras.callbacks.TensorBoard(str(run.logs)),
-            keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: run.write_state(epochs_completed=e + 1)),
-        ]
+        # every worker restores the same state; each keeps its own copy so none overwrites another's
+        backup = run.checkpoint if chief else run.checkpoint / f"worker-{index}"
+        callbacks = [keras.callbacks.BackupAndRestore(str(backup), delete_checkpoint=False)]
+        if chief:
+            run.write_state(epochs_completed=done, epochs=epochs, status="training")
+            callbacks += [
+                keras.callbacks.CSVLogger(str(run.history_file), append=True),
+                keras.callbacks.TensorBoard(str(run.logs)),
+                keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: run.write_state(epochs_completed=e + 1)),
+            ]
         model.fit(
             train_ds,
             epochs=epochs,
@@ -167,6 +173,8 @@ def train(recipe: Recipe, output: str | os.PathLike[str] | None = None, verbose:
             callbacks=callbacks,
             verbose=verbose,
         )
+        if not chief:
+            return run
         tmp = run.path / "model.tmp.keras"
         model.save(tmp)
         tmp.replace(run.model_file)

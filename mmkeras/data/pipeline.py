@@ -75,4 +75,6 @@ def make_dataset(
     )
     options = tf.data.Options()
     options.deterministic = bool(deterministic)
+    # workers see the same shuffled order and each takes its share of every global batch
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
