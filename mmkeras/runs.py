@@ -171,6 +171,7 @@ def train(recipe: Recipe, output: str | os.PathLike[str] | None = None, verbose:
             steps_per_epoch=recipe.train.steps_per_epoch,
             validation_data=val_ds,
             callbacks=callbacks,
+            shuffle=False,  # the pipeline shuffles
             verbose=verbose,
         )
         if not chief:
