@@ -182,7 +182,7 @@ def train(recipe: Recipe, output: str | os.PathLike[str] | None = None, verbose:
         run.write_state(epochs_completed=epochs, status="complete")
 
     results = evaluate(model, recipe.evaluate, splits, run)
-    write_report(recipe, run, results)
+    write_report(recipe, run, results, skipped=[str(s) for s in getattr(dataset, "skipped", [])])
     return run
 
 
@@ -200,7 +200,7 @@ def evaluate(model: Any, specs: list[ComponentSpec], splits: dict, run: RunDirec
     return results
 
 
-def write_report(recipe: Recipe, run: RunDirectory, results: dict[str, Any]) -> None:
+def write_report(recipe: Recipe, run: RunDirectory, results: dict[str, Any], skipped: list[str] | None = None) -> None:
     history = run.history()
     metrics = {
         "recipe": recipe.name,
@@ -208,6 +208,7 @@ def write_report(recipe: Recipe, run: RunDirectory, results: dict[str, Any]) -> 
         "final": {k: v[-1] for k, v in history.items() if k != "epoch" and v},
         "history": history,
         "evaluation": {k: v["results"] for k, v in results.items()},
+        "data": {"skipped_rows": len(skipped or []), "skipped": list(skipped or [])},
     }
     _atomic_write(run.metrics_file, json.dumps(metrics, indent=2))
     lines = [f"# Run report: {recipe.name}", ""]
@@ -224,6 +225,11 @@ def write_report(recipe: Recipe, run: RunDirectory, results: dict[str, Any]) -> 
         *[f"| {k} | {v:.4f} |" for k, v in metrics["final"].items()],
         "",
     ]
+    if skipped:
+        lines += [f"## Data: {len(skipped)} rows skipped (`on_error: skip`)", ""]
+        lines += [f"- {s}" for s in skipped[:50]]
+        lines += [f"- ... and {len(skipped) - 50} more (all in metrics.json)"] if len(skipped) > 50 else []
+        lines.append("")
     plot = _plot_history(history, run.figures / "training.png")
     if plot:
         lines += [f"![training curves]({plot.relative_to(run.path)})", ""]

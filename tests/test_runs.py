@@ -46,3 +46,28 @@ def test_a_different_recipe_does_not_touch_an_existing_run(tmp_path):
     assert out.returncode == 2
     assert "holds a run of a different recipe (differs at: seed)" in out.stderr
     assert sorted(p.name for p in run.iterdir()) == before
+
+
+def test_skipped_rows_are_counted_in_the_run_report(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    rows = ["a,b,label"]
+    for i in range(80):
+        for m, size in (("a", 6), ("b", 4)):
+            np.save(tmp_path / f"{m}{i}.npy", rng.normal(size=size).astype("float32") + i % 2)
+        rows.append(f"a{i}.npy,b{i}.npy,{'odd' if i % 2 else 'even'}")
+    (tmp_path / "a7.npy").write_bytes(b"not an array")
+    (tmp_path / "data.csv").write_text("\n".join(rows) + "\n")
+    doc = synthetic_recipe(train__epochs=1, evaluate=[])
+    doc["data"] = {"dataset": "files", "params": {"manifest": str(tmp_path / "data.csv"), "label": "label", "on_error": "skip", "test_fraction": 0.25}, "batch_size": 16}
+    doc["modalities"]["b"] = {"encoder": {"name": "mlp", "params": {"hidden_units": [8]}}}
+    recipe = tmp_path / "files.yaml"
+    recipe.write_text(yaml.safe_dump(doc))
+    run = tmp_path / "run"
+    out = run_cli("train", recipe, "--output", run, "--verbose", "0")
+    assert out.returncode == 0, out.stderr[-3000:]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["data"]["skipped_rows"] == 1
+    assert "a7.npy" in metrics["data"]["skipped"][0]
+    assert "## Data: 1 rows skipped" in (run / "report.md").read_text()
