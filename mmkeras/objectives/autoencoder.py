@@ -37,13 +37,13 @@ def _check_decoders(decoders: dict[str, dict[str, Any]]) -> dict[str, dict[str, 
     out = {}
     for modality, spec in decoders.items():
         if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
-            raise ValueError(f"decoders.{modality}: expected {{name: <head>, params: {{...}}}}, got {spec!r}")
+            raise TypeError(f"decoders.{modality}: expected {{name: <head>, params: {{...}}}}, got {spec!r}")
         extra = sorted(set(spec) - {"name", "params"})
         if extra:
             raise ValueError(f"decoders.{modality}: unknown keys {extra} (allowed: name, params)")
         params = spec.get("params") or {}
         if not isinstance(params, dict):
-            raise ValueError(f"decoders.{modality}.params: expected a mapping, got {params!r}")
+            raise TypeError(f"decoders.{modality}.params: expected a mapping, got {params!r}")
         out[str(modality)] = {"name": spec["name"], "params": dict(params)}
     if not out:
         raise ValueError("decoders: give at least one modality's decoder")

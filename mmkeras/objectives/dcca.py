@@ -98,10 +98,11 @@ class DeepCCA(Objective):
         mods = sorted(modalities)
         if self.pair is None:
             if len(mods) != 2:
-                raise RecipeError(
-                    [f"objective.params.pair: dcca is defined for two views and the model has {len(mods)} "
-                     f"modalities {mods}; name two of them, e.g. pair: [{mods[0]}, {mods[-1]}]"]
+                problem = (
+                    f"objective.params.pair: dcca is defined for two views and the model has {len(mods)} "
+                    f"modalities {mods}; name two of them, e.g. pair: [{mods[0]}, {mods[-1]}]"
                 )
+                raise RecipeError([problem])
             return mods[0], mods[1]
         unknown = [m for m in self.pair if m not in mods]
         if unknown:
