@@ -179,11 +179,13 @@ def _fmt(path: Path_) -> str:
     return out or "<recipe>"
 
 
-def _deep_merge(base: Any, over: Any) -> Any:
+def _deep_merge(base: Any, over: Any, top: bool = True) -> Any:
     if isinstance(base, dict) and isinstance(over, dict):
+        if not top and "name" in base and "name" in over and base["name"] != over["name"]:
+            return copy.deepcopy(over)  # another component: the base's params belong to the old one
         out = dict(base)
         for k, v in over.items():
-            out[k] = _deep_merge(base[k], v) if k in base else v
+            out[k] = _deep_merge(base[k], v, top=False) if k in base else v
         return out
     return copy.deepcopy(over)
 
@@ -241,6 +243,8 @@ def _apply_override(doc: dict[str, Any], path: Path_, value: Any, item: str) -> 
             raise RecipeError([f"--set {item}: {_fmt(path[: i + 1])} is not a mapping"])
         node = node.setdefault(p, {})
     last = path[-1]
+    if last == "name" and isinstance(node, dict) and node.get("name") not in (None, value):
+        node.pop("params", None)  # another component: the old one's params do not apply
     if isinstance(node, list):
         try:
             node[int(last)] = value

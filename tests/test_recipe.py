@@ -136,3 +136,13 @@ def test_shipped_recipes_validate(path):
         if any("unknown dataset" in p for p in exc.problems):
             pytest.skip(f"its dataset's plugin is not installed: {exc}")
         raise
+
+
+def test_changing_a_component_name_drops_the_old_params(tmp_path):
+    write(tmp_path, GOOD, "base.yaml")
+    child = write(tmp_path, "extends: base.yaml\nname: child\nobjective: {name: cosine}\n")
+    assert load_recipe(child).objective.params == {}
+    same = write(tmp_path, "extends: base.yaml\nname: same\nobjective: {name: infonce, params: {learnable_temperature: true}}\n", "same.yaml")
+    assert load_recipe(same).objective.params == {"temperature": 0.2, "learnable_temperature": True}
+    r = load_recipe(tmp_path / "base.yaml", ["objective.name=cosine"])
+    assert r.objective.name == "cosine" and r.objective.params == {}
