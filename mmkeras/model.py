@@ -205,7 +205,12 @@ class MultimodalModel(keras.Model):
 
     # -- serialisation -------------------------------------------------------------------
     def get_config(self):
-        ser = keras.saving.serialize_keras_object
+        def ser(layer):
+            # the model builds its parts itself (build()); Keras must not "build" them from shapes
+            config = keras.saving.serialize_keras_object(layer)
+            config.pop("build_config", None)
+            return config
+
         return {
             "name": self.name,
             "encoders": {m: ser(e) for m, e in self.encoders.items()},
