@@ -199,7 +199,7 @@ def test_objective_in_a_model_equals_gmc_loss_and_numpy_on_the_record():
 def test_gradients_reach_every_encoder_the_fusion_and_the_head(supervised):
     import tensorflow as tf
 
-    model = build(supervised=True, latent_dim=6, num_classes=3) if supervised else build()
+    model = build(supervised=True, num_classes=3) if supervised else build()
     x, y = batch(masked=False)
     with tf.GradientTape() as tape:
         record = model(x, training=True)
@@ -221,14 +221,14 @@ def test_config_round_trip_and_saved_model_reloads(tmp_path):
 
     from mmkeras.objectives.gmc import GMC
 
-    obj = GMC(temperature=0.3, variant="paper", supervised=True, task="regression", prediction_weight=0.5, latent_dim=6)
+    obj = GMC(temperature=0.3, variant="paper", supervised=True, task="regression", prediction_weight=0.5)
     config = obj.get_config()
     again = GMC.from_config(config)
     assert again.get_config() == config
     revived = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(obj))
     assert isinstance(revived, GMC) and revived.get_config() == config
 
-    model = build(supervised=True, latent_dim=6, num_classes=3, variant="paper")
+    model = build(supervised=True, num_classes=3, variant="paper")
     x, y = batch()
     before = float(model.compute_loss(x, y, model(x, training=False)))
     model.save(tmp_path / "gmc.keras")
@@ -239,15 +239,16 @@ def test_config_round_trip_and_saved_model_reloads(tmp_path):
 
 
 def _head_numpy(objective, joint):
-    w1, b1 = (np.asarray(v) for v in objective.proj1.weights)
-    w2, b2 = (np.asarray(v) for v in objective.proj2.weights)
-    w3, b3 = (np.asarray(v) for v in objective.predictor.weights)
+    head = objective.prediction_head
+    w1, b1 = (np.asarray(v) for v in head.proj1.weights)
+    w2, b2 = (np.asarray(v) for v in head.proj2.weights)
+    w3, b3 = (np.asarray(v) for v in head.out.weights)
     hidden = np.maximum(joint @ w1 + b1, 0.0)
     return (joint + hidden @ w2 + b2) @ w3 + b3
 
 
 def test_supervised_loss_adds_the_prediction_term():
-    model = build(supervised=True, latent_dim=6, num_classes=3, prediction_weight=0.7)
+    model = build(supervised=True, num_classes=3, prediction_weight=0.7)
     x, y = batch()
     record = model(x, training=False)
     result = model.objective(record, y)
@@ -262,7 +263,7 @@ def test_supervised_loss_adds_the_prediction_term():
 
 
 def test_supervised_regression_uses_l1_over_present_rows():
-    model = build(supervised=True, latent_dim=6, task="regression")
+    model = build(supervised=True, task="regression")
     x, _ = batch()
     for m in SHAPES:
         x["masks"][m][5] = 0.0  # row 5 has no modality: no joint, no prediction term
@@ -277,14 +278,14 @@ def test_supervised_head_trains_with_fit():
     from mmkeras.data.base import DataSplit
     from mmkeras.data.pipeline import make_dataset
 
-    model = build(supervised=True, latent_dim=6, num_classes=3)
+    model = build(supervised=True, num_classes=3)
     x, y = batch(n=32, seed=3, masked=False)
     data = DataSplit({m: x[m] for m in SHAPES}, y)
-    head_before = np.asarray(model.objective.predictor.kernel).copy()
+    head_before = np.asarray(model.objective.prediction_head.out.kernel).copy()
     history = model.fit(make_dataset(data, sorted(SHAPES), 8, seed=0), epochs=2, verbose=0)
     assert set(history.history) >= {"loss", "gmc_a", "gmc_b", "gmc_c", "prediction"}
     assert np.all(np.isfinite(history.history["loss"]))
-    assert not np.allclose(np.asarray(model.objective.predictor.kernel), head_before)
+    assert not np.allclose(np.asarray(model.objective.prediction_head.out.kernel), head_before)
 
 
 def test_recipe_errors_name_the_objective_key():
@@ -292,8 +293,8 @@ def test_recipe_errors_name_the_objective_key():
     from mmkeras.errors import RecipeError
     from mmkeras.recipe import recipe_from_dict
 
-    with pytest.raises(RecipeError, match="objective: gmc: supervised: true needs latent_dim"):
-        build_model(recipe_from_dict(gmc_doc(supervised=True)), input_shapes=SHAPES)
+    with pytest.raises(RecipeError, match="objective: gmc: num_classes must be at least 2"):
+        build_model(recipe_from_dict(gmc_doc(supervised=True, num_classes=1)), input_shapes=SHAPES)
     with pytest.raises(RecipeError, match=r"objective\.params\.variant"):
         recipe_from_dict(gmc_doc(variant="simclr"))
 

@@ -128,14 +128,41 @@ def gmc_loss(
 
 
 @keras.saving.register_keras_serializable(package="mmkeras")
+class ResidualPredictionHead(keras.layers.Layer):
+    """y = W (z + P2 relu(P1 z)) + b, with P1, P2 d x d for inputs z of size d: the prediction
+    head of GMC's supervised code. ``outputs``: the number of classes, or 1 for regression."""
+
+    def __init__(self, outputs: int, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.outputs = int(outputs)
+
+    def build(self, input_shape):
+        d = int(input_shape[-1])
+        self.proj1 = layers.Dense(d, name="proj1", dtype=self.dtype_policy)
+        self.proj2 = layers.Dense(d, name="proj2", dtype=self.dtype_policy)
+        self.out = layers.Dense(self.outputs, name="out", dtype=self.dtype_policy)
+        for dense in (self.proj1, self.proj2, self.out):
+            dense.build(input_shape)
+
+    def call(self, z):
+        return self.out(z + self.proj2(ops.relu(self.proj1(z))))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.outputs)
+
+    def get_config(self):
+        return {**super().get_config(), "outputs": self.outputs}
+
+
+@keras.saving.register_keras_serializable(package="mmkeras")
 class GMC(Objective):
     """GMC's contrastive loss between each modality's latent and the joint latent (module docstring).
 
     temperature: tau (0.1 on MHD, 0.3 on CMU-MOSEI in the paper). variant: ``official`` (the
-    authors' code, the default) or ``paper`` (Eq. 2). supervised: also train a prediction head
-    on the joint latent against the labels; it needs ``latent_dim`` (the recipe's
-    ``model.latent_dim``) to create its weights before training. task: ``classification``
-    (cross-entropy over ``num_classes``) or ``regression`` (L1 on one output).
+    authors' code, the default) or ``paper`` (Eq. 2). supervised: also train a
+    :class:`ResidualPredictionHead` on the joint latent against the labels (its weights are
+    created when the model is built). task: ``classification`` (cross-entropy over
+    ``num_classes``) or ``regression`` (L1 on one output).
     Metrics: ``gmc_<modality>`` per term, and ``prediction`` when supervised.
     """
 
@@ -147,7 +174,6 @@ class GMC(Objective):
         task: Literal["classification", "regression"] = "classification",
         num_classes: int = 10,
         prediction_weight: float = 1.0,
-        latent_dim: int | None = None,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
@@ -157,8 +183,6 @@ class GMC(Objective):
             raise ValueError(f"variant must be one of {list(VARIANTS)}, got {variant!r}")
         if task not in ("classification", "regression"):
             raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
-        if supervised and latent_dim is None:
-            raise ValueError("supervised: true needs latent_dim (the size of the joint latent, model.latent_dim)")
         if supervised and task == "classification" and num_classes < 2:
             raise ValueError(f"num_classes must be at least 2 for classification, got {num_classes}")
         self.temperature = float(temperature)
@@ -167,28 +191,19 @@ class GMC(Objective):
         self.task = task
         self.num_classes = int(num_classes)
         self.prediction_weight = float(prediction_weight)
-        self.latent_dim = None if latent_dim is None else int(latent_dim)
-        self.proj1 = self.proj2 = self.predictor = None
+        self.prediction_head = None
         if self.supervised:
-            # weights exist before fit: the optimizer is built before the first loss is computed
-            d = self.latent_dim
-            self.proj1 = layers.Dense(d, name="prediction_proj1", dtype="float32")
-            self.proj2 = layers.Dense(d, name="prediction_proj2", dtype="float32")
             outputs = self.num_classes if task == "classification" else 1
-            self.predictor = layers.Dense(outputs, name="prediction_out", dtype="float32")
-            self.proj1.build((None, d))
-            self.proj2.build((None, d))
-            self.predictor.build((None, d))
+            self.prediction_head = ResidualPredictionHead(outputs, name="prediction_head", dtype="float32")
 
     def metric_names(self, modalities: list[str]) -> list[str]:
         return [f"gmc_{m}" for m in sorted(modalities)] + (["prediction"] if self.supervised else [])
 
     def predict_from_joint(self, joint: Any) -> Any:
         """The prediction head's output for joint latents [B, d]: logits, or [B, 1] regression values."""
-        if self.predictor is None:
+        if self.prediction_head is None:
             raise ValueError("this GMC objective has no prediction head; set supervised: true")
-        z = ops.cast(joint, "float32")
-        return self.predictor(z + self.proj2(ops.relu(self.proj1(z))))
+        return self.prediction_head(ops.cast(joint, "float32"))
 
     def prediction_loss(self, joint: Any, labels: Any, present: Any) -> Any:
         """Cross-entropy (classification) or L1 (regression) of the prediction head, as this
@@ -215,6 +230,9 @@ class GMC(Objective):
         result["loss"] = loss
         return result
 
+    def get_build_config(self):
+        return None  # MultimodalModel.build calls the objective, which builds the prediction head
+
     def get_config(self):
         return {
             **super().get_config(),
@@ -224,5 +242,4 @@ class GMC(Objective):
             "task": self.task,
             "num_classes": self.num_classes,
             "prediction_weight": self.prediction_weight,
-            "latent_dim": self.latent_dim,
         }
