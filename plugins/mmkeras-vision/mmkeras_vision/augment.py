@@ -9,13 +9,21 @@ and random_flip; ``rate`` is the probability that a sample is augmented.
 
 One difference from torchvision, on purpose: crop boxes are continuous (sub-pixel) rather than
 whole pixels, which keeps the crop a pair of matrix products.
+
+_materialising: the layers that read neighbouring pixels (crop, flip, blur) and the colour
+stages are matrix products, not slices and elementwise chains. XLA fuses elementwise chains into
+their consumers and recomputes a producer once per read: a flip after a blur after colour
+jitter, written with slices, recomputed the jitter dozens of times per pixel (measured 30x
+slower on CPU, with minute-long compiles). A matrix product's operands are materialised.
 """
 
 from __future__ import annotations
 
 import math
+import re
 
 import keras
+import numpy as np
 from keras import ops
 
 #: ITU-R BT.601 luma weights, as torchvision's rgb_to_grayscale uses
@@ -42,19 +50,24 @@ class _ImageAugmentation(keras.layers.Layer):
     def __init__(self, rate: float = 1.0, seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
         if not 0.0 <= rate <= 1.0:
-            raise ValueError(f"{self.name}: rate must be in [0, 1], got {rate}")
+            raise ValueError(f"{self.what}: rate must be in [0, 1], got {rate}")
         self.rate, self.seed = float(rate), seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def call(self, x, training=None):
         if not training or self.rate == 0.0:
             return x
-        _static_size(self.name, x)
+        _static_size(self.what, x)
         out = self.augment(x)
         if self.rate < 1.0:
             picked = keras.random.uniform((ops.shape(x)[0], 1, 1, 1), seed=self.seed_generator) < self.rate
             out = ops.where(picked, out, x)
         return out
+
+    @property
+    def what(self) -> str:
+        """The component's registered-style name for messages (a layer's own name may carry a suffix)."""
+        return re.sub(r"(?<!^)(?=[A-Z])", "_", type(self).__name__).lower()
 
     def augment(self, x):
         raise NotImplementedError
@@ -95,9 +108,9 @@ class RandomResizedCrop(_ImageAugmentation):
         super().__init__(rate=rate, seed=seed, **kwargs)
         scale, ratio = tuple(float(s) for s in scale), tuple(float(r) for r in ratio)
         if len(scale) != 2 or not 0.0 < scale[0] <= scale[1] <= 1.0:
-            raise ValueError(f"{self.name}: scale must be (min, max) with 0 < min <= max <= 1, got {scale}")
+            raise ValueError(f"{self.what}: scale must be (min, max) with 0 < min <= max <= 1, got {scale}")
         if len(ratio) != 2 or not 0.0 < ratio[0] <= ratio[1]:
-            raise ValueError(f"{self.name}: ratio must be (min, max) with 0 < min <= max, got {ratio}")
+            raise ValueError(f"{self.what}: ratio must be (min, max) with 0 < min <= max, got {ratio}")
         self.scale, self.ratio = scale, ratio
 
     def boxes(self, batch, height: int, width: int):
@@ -114,9 +127,9 @@ class RandomResizedCrop(_ImageAugmentation):
         fallback_w, fallback_h = self._fallback(height, width)
         w = ops.where(any_fit, ops.take_along_axis(w, first, axis=1), fallback_w)
         h = ops.where(any_fit, ops.take_along_axis(h, first, axis=1), fallback_h)
-        where = keras.random.uniform((batch, 2), seed=self.seed_generator)
-        top = where[:, :1] * (height - h)
-        left = where[:, 1:] * (width - w)
+        position = keras.random.uniform((batch, 2), seed=self.seed_generator)
+        top = position[:, :1] * (height - h)
+        left = position[:, 1:] * (width - w)
         return top, left, h, w
 
     def _fallback(self, height: int, width: int) -> tuple[float, float]:
@@ -128,7 +141,7 @@ class RandomResizedCrop(_ImageAugmentation):
         return float(width), float(height)
 
     def augment(self, x):
-        height, width, _ = _static_size(self.name, x)
+        height, width, _ = _static_size(self.what, x)
         top, left, h, w = self.boxes(ops.shape(x)[0], height, width)
         rows = _interpolation_matrix(top, h, height, x.dtype)  # [B, H_out, H_in]
         cols = _interpolation_matrix(left, w, width, x.dtype)  # [B, W_out, W_in]
@@ -146,7 +159,10 @@ class RandomFlip(_ImageAugmentation):
         super().__init__(rate=rate, seed=seed, **kwargs)
 
     def augment(self, x):
-        return ops.flip(x, axis=2)
+        # a product with the reversal matrix rather than ops.flip: see _materialising
+        width = _static_size(self.what, x)[1]
+        reverse = ops.cast(np.eye(width)[::-1], x.dtype)
+        return ops.einsum("xj,byjc->byxc", reverse, x)
 
 
 @keras.saving.register_keras_serializable(package="mmkeras_vision")
@@ -171,53 +187,84 @@ class ColorJitter(_ImageAugmentation):
         super().__init__(rate=rate, seed=seed, **kwargs)
         for key, value in (("brightness", brightness), ("contrast", contrast), ("saturation", saturation)):
             if value < 0:
-                raise ValueError(f"{self.name}: {key} must be >= 0, got {value}")
+                raise ValueError(f"{self.what}: {key} must be >= 0, got {value}")
         if not 0.0 <= hue <= 0.5:
-            raise ValueError(f"{self.name}: hue must be in [0, 0.5], got {hue}")
+            raise ValueError(f"{self.what}: hue must be in [0, 0.5], got {hue}")
         self.brightness, self.contrast = float(brightness), float(contrast)
         self.saturation, self.hue = float(saturation), float(hue)
 
-    def augment(self, x):
-        batch, colour = ops.shape(x)[0], x.shape[-1] == 3
+    def active(self, channels: int) -> list[str]:
+        """The ops that can change images of ``channels`` channels, in their index order."""
+        strengths = {"brightness": self.brightness, "contrast": self.contrast}
+        if channels == 3:
+            strengths.update(saturation=self.saturation, hue=self.hue)
+        return [name for name, strength in strengths.items() if strength > 0]
+
+    def sample(self, batch, channels: int, dtype: str = "float32") -> tuple[dict, object]:
+        """Per-sample parameters: the factors of brightness, contrast and saturation and the hue
+        shift, each [B], and ``order`` [B, n]: the index (into :meth:`active`) of the k-th op."""
         draws = keras.random.uniform((batch, 4), seed=self.seed_generator)
+        factors = {}
+        for i, name in enumerate(("brightness", "contrast", "saturation")):
+            low = max(0.0, 1.0 - getattr(self, name))
+            factors[name] = ops.cast(low + draws[:, i] * (1.0 + getattr(self, name) - low), dtype)
+        factors["hue"] = ops.cast((2.0 * draws[:, 3] - 1.0) * self.hue, dtype)
+        n = max(1, len(self.active(channels)))
+        order = ops.argsort(keras.random.uniform((batch, n), seed=self.seed_generator), axis=1)
+        return factors, order
 
-        def factor(i: int, strength: float):
-            low = max(0.0, 1.0 - strength)
-            return ops.cast(low + draws[:, i] * (1.0 + strength - low), x.dtype)[:, None, None, None]
-
-        def brightness(y):
-            return ops.clip(y * factor(0, self.brightness), 0.0, 1.0)
-
-        def contrast(y):
-            mean = ops.mean(_gray(y), axis=(1, 2, 3), keepdims=True)
-            f = factor(1, self.contrast)
-            return ops.clip(f * y + (1.0 - f) * mean, 0.0, 1.0)
-
-        def saturation(y):
-            f = factor(2, self.saturation)
-            return ops.clip(f * y + (1.0 - f) * _gray(y), 0.0, 1.0)
-
-        def hue(y):
-            shift = ops.cast((2.0 * draws[:, 3] - 1.0) * self.hue, y.dtype)[:, None, None]
-            hsv = ops.image.rgb_to_hsv(y)
-            rotated = ops.mod(hsv[..., 0] + shift, 1.0)
-            return ops.image.hsv_to_rgb(ops.stack([rotated, hsv[..., 1], hsv[..., 2]], axis=-1))
-
-        steps = [op for op, s in ((brightness, self.brightness), (contrast, self.contrast)) if s > 0]
-        if colour:
-            steps += [op for op, s in ((saturation, self.saturation), (hue, self.hue)) if s > 0]
-        if not steps:
+    def augment(self, x):
+        batch = ops.shape(x)[0]
+        names = self.active(x.shape[-1])
+        if not names:
             return x
-        # a random order per sample: at step k, sample b applies its k-th op; every op is computed
-        # for the whole batch and the right one selected, which keeps the graph static for XLA
-        order = ops.argsort(keras.random.uniform((batch, len(steps)), seed=self.seed_generator), axis=1)
+        factors, order = self.sample(batch, x.shape[-1], x.dtype)
+        blends = [j for j, name in enumerate(names) if name != "hue"]
+
+        luma = ops.cast(ops.convert_to_tensor(LUMA if x.shape[-1] == 3 else (1.0,)), x.dtype)
+        identity = ops.eye(x.shape[-1], dtype=x.dtype)[None]
+
+        def blend(y, k: int, active):
+            """Stage k for the samples where ``active`` and the k-th op is a blend. Brightness,
+            contrast and saturation are each clip(f * y + (1 - f) * target) with target 0, the
+            mean luma or the luma: one per-sample colour matrix and offset do whichever a sample
+            needs. The matrix product also makes XLA materialise each stage instead of
+            recomputing the whole chain inside one fused loop."""
+            factor = ops.ones((batch,), x.dtype)
+            to_mean = to_luma = ops.zeros((batch,), x.dtype)
+            chosen = ops.zeros((batch,), "bool")
+            for j in blends:
+                picked = active & (order[:, k] == j)
+                chosen = chosen | picked
+                factor = ops.where(picked, factors[names[j]], factor)
+                if names[j] == "contrast":
+                    to_mean = ops.where(picked, ops.ones_like(to_mean), to_mean)
+                if names[j] == "saturation":
+                    to_luma = ops.where(picked, ops.ones_like(to_luma), to_luma)
+            f = factor[:, None, None]
+            # y' = f y + (1 - f) luma(y) 1 for saturation: matrix f I + (1 - f) 1 luma^T
+            matrix = f * identity + ((1.0 - f) * to_luma[:, None, None]) * luma[None, None, :]
+            out = ops.einsum("bij,bhwj->bhwi", matrix, y)
+            if "contrast" in names:
+                mean = ops.mean(ops.tensordot(y, luma, axes=[[3], [0]]), axis=(1, 2))
+                out = out + ((1.0 - factor) * to_mean * mean)[:, None, None, None]
+            return ops.where(chosen[:, None, None, None], ops.clip(out, 0.0, 1.0), y)
+
         y = x
-        for k in range(len(steps)):
-            which = order[:, k][:, None, None, None]
-            chosen = steps[-1](y)
-            for j in range(len(steps) - 1):
-                chosen = ops.where(which == j, steps[j](y), chosen)
-            y = chosen
+        if "hue" not in names:
+            for k in range(len(names)):
+                y = blend(y, k, ops.ones((batch,), "bool"))
+            return y
+        # hue costs several blends: run it once, between the blends each sample orders before and after it
+        at = ops.argmax(ops.cast(order == names.index("hue"), "int32"), axis=1)
+        for k in range(len(names) - 1):
+            y = blend(y, k, k < at)
+        hsv = ops.image.rgb_to_hsv(y)
+        one = ops.cast(1.0, y.dtype)  # a Python 1.0 would promote a low-precision hue to float32
+        rotated = ops.mod(hsv[..., 0] + factors["hue"][:, None, None], one)
+        y = ops.image.hsv_to_rgb(ops.stack([rotated, hsv[..., 1], hsv[..., 2]], axis=-1))
+        for k in range(1, len(names)):
+            y = blend(y, k, k > at)
         return y
 
     def get_config(self):
@@ -244,6 +291,17 @@ class RandomGrayscale(_ImageAugmentation):
         return ops.broadcast_to(_gray(x), ops.shape(x))
 
 
+def _reflect_taps(size: int, radius: int) -> np.ndarray:
+    """[2 radius + 1, size, size] 0/1: tap t of output pixel i reads pixel j (reflect padding)."""
+    taps = np.zeros((2 * radius + 1, size, size), dtype=np.float32)
+    for t in range(2 * radius + 1):
+        source = np.arange(size) + t - radius
+        source = np.abs(source)  # reflect at the start: -1 -> 1
+        source = np.where(source > size - 1, 2 * (size - 1) - source, source)  # and at the end
+        taps[t, np.arange(size), source] = 1.0
+    return taps
+
+
 @keras.saving.register_keras_serializable(package="mmkeras_vision")
 class GaussianBlur(_ImageAugmentation):
     """Separable Gaussian blur with sigma ~ U(sigma_min, sigma_max) per sample and probability
@@ -261,9 +319,9 @@ class GaussianBlur(_ImageAugmentation):
     ):
         super().__init__(rate=rate, seed=seed, **kwargs)
         if not 0.0 < sigma_min <= sigma_max:
-            raise ValueError(f"{self.name}: needs 0 < sigma_min <= sigma_max, got {sigma_min}, {sigma_max}")
+            raise ValueError(f"{self.what}: needs 0 < sigma_min <= sigma_max, got {sigma_min}, {sigma_max}")
         if kernel_size is not None and (kernel_size < 1 or kernel_size % 2 == 0):
-            raise ValueError(f"{self.name}: kernel_size must be a positive odd int, got {kernel_size}")
+            raise ValueError(f"{self.what}: kernel_size must be a positive odd int, got {kernel_size}")
         self.sigma_min, self.sigma_max = float(sigma_min), float(sigma_max)
         self.kernel_size = None if kernel_size is None else int(kernel_size)
 
@@ -276,16 +334,16 @@ class GaussianBlur(_ImageAugmentation):
         return min(size, 2 * (min(height, width) - 1) + 1)  # reflect padding needs radius < side
 
     def augment(self, x):
-        height, width, _ = _static_size(self.name, x)
+        height, width, _ = _static_size(self.what, x)
         radius = self.taps(height, width) // 2
         sigma = keras.random.uniform((ops.shape(x)[0], 1), self.sigma_min, self.sigma_max, seed=self.seed_generator)
         offsets = ops.arange(-radius, radius + 1, dtype="float32")[None, :]
         kernel = ops.exp(-ops.square(offsets) / (2.0 * ops.square(sigma)))
         kernel = ops.cast(kernel / ops.sum(kernel, axis=1, keepdims=True), x.dtype)  # [B, taps]
-        padded = ops.pad(x, [[0, 0], [radius, radius], [0, 0], [0, 0]], mode="reflect")
-        y = sum(kernel[:, t, None, None, None] * padded[:, t : t + height] for t in range(2 * radius + 1))
-        padded = ops.pad(y, [[0, 0], [0, 0], [radius, radius], [0, 0]], mode="reflect")
-        return sum(kernel[:, t, None, None, None] * padded[:, :, t : t + width] for t in range(2 * radius + 1))
+        # each axis as a per-sample banded matrix (reflect padding included): see _materialising
+        rows = ops.einsum("bt,tij->bij", kernel, ops.cast(_reflect_taps(height, radius), x.dtype))
+        cols = ops.einsum("bt,tij->bij", kernel, ops.cast(_reflect_taps(width, radius), x.dtype))
+        return ops.einsum("bxj,byjc->byxc", cols, ops.einsum("byi,bijc->byjc", rows, x))
 
     def get_config(self):
         return {

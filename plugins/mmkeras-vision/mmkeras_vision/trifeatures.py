@@ -68,7 +68,7 @@ SHADE = 0.35  # the texture's "off" parts are the colour darkened to this fracti
 RADIUS = 0.3  # shape radius as a fraction of the image side (CoMM: a 128-px shape on 224 px)
 MAX_ROTATION = 45.0  # degrees, as in CoMM
 NOISE_CELLS = 64  # side of the random cell grid of the "noise" texture
-PAIRS_PER_WORKER = 1000
+PAIRS_PER_WORKER = 2500  # at 32 px (about 5 s); fewer for larger images
 
 # stream keys of the seeded SeedSequences (spawn_key=(stream, ...))
 _STREAM_SPLIT, _STREAM_BIJECTION, _STREAM_PAIRS, _STREAM_IMAGE = 0, 1, 2, 3
@@ -300,7 +300,9 @@ class Trifeatures(Dataset):
         task: which label ``load`` returns as ``labels``: shared, unique1, unique2 or synergy.
         data_dir: cache root (default ``$MMKERAS_DATA_DIR``, else ``~/.cache/mmkeras``); files go
             in ``<data_dir>/trifeatures/``.
-        workers: processes rendering the images (default: all usable cores).
+        workers: processes rendering the images (default: all usable cores; large builds only).
+            They are spawned, so a script that builds the data needs the usual
+            ``if __name__ == "__main__":`` guard, or ``workers: 1``.
     """
 
     splits = SPLITS
@@ -320,7 +322,7 @@ class Trifeatures(Dataset):
             raise ValueError(f"trifeatures: image_size must be an int in [16, 1024], got {image_size!r}")
         if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
             raise ValueError(f"trifeatures: seed must be a non-negative int, got {seed!r}")
-        if not isinstance(biased, bool):
+        if type(biased) is not bool:
             raise ValueError(f"trifeatures: biased must be true or false, got {biased!r}")
         if task not in TASKS:
             raise ValueError(f"trifeatures: task must be one of {list(TASKS)}, got {task!r}")
@@ -394,8 +396,9 @@ class Trifeatures(Dataset):
 
     def _render(self, split: str) -> np.ndarray:
         pairs = self.pairs(split)
-        # a worker process costs about a second to start: give each at least PAIRS_PER_WORKER pairs
-        workers = max(1, min(self.workers, len(pairs) // PAIRS_PER_WORKER))
+        # a worker process costs seconds to start: give each several seconds of rendering
+        per_worker = max(1, PAIRS_PER_WORKER * 32**2 // self.image_size**2)
+        workers = max(1, min(self.workers, len(pairs) // per_worker))
         if workers == 1:
             return render_pairs(self.seed, split, 0, pairs, self.image_size)
         chunk = -(-len(pairs) // (4 * workers))

@@ -1,15 +1,12 @@
 """Image augmentations: identity out of training, statistics, numpy references, seeds, XLA, configs."""
 
-import os
+import colorsys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from mmkeras_vision.augment import (  # noqa: E402
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from mmkeras_vision.augment import (
     ColorJitter,
     GaussianBlur,
     RandomFlip,
@@ -130,6 +127,38 @@ def test_color_jitter_brightness_scales_each_image():
     assert abs(per_image[:, 0].mean() - 1.0) < 0.06  # U(0.6, 1.4): mean 1, sd 0.23 / sqrt(200)
 
 
+def jitter_reference(x, factors, order, names):
+    """torchvision's ColorJitter on one float image, ops in the given order, in numpy."""
+    luma = np.array([0.299, 0.587, 0.114])
+    y = x.astype(np.float64)
+    for j in order:
+        name = names[j]
+        if name == "brightness":
+            y = np.clip(factors[name] * y, 0, 1)
+        elif name == "contrast":
+            y = np.clip(factors[name] * y + (1 - factors[name]) * (y @ luma).mean(), 0, 1)
+        elif name == "saturation":
+            y = np.clip(factors[name] * y + (1 - factors[name]) * (y @ luma)[..., None], 0, 1)
+        else:
+            hsv = [colorsys.rgb_to_hsv(*p) for p in y.reshape(-1, 3)]
+            y = np.array([colorsys.hsv_to_rgb((h + factors["hue"]) % 1.0, s, v) for h, s, v in hsv]).reshape(y.shape)
+    return y
+
+
+def test_color_jitter_matches_torchvision_semantics():
+    x = images(n=24, size=5)
+    layer = ColorJitter(brightness=0.8, contrast=0.8, saturation=0.8, hue=0.3, rate=1.0, seed=3)
+    factors, order = ColorJitter.from_config(layer.get_config()).sample(24, 3)
+    factors = {k: np.asarray(v) for k, v in factors.items()}
+    order = np.asarray(order)
+    y = np.asarray(layer(x, training=True))
+    names = layer.active(3)
+    assert len({tuple(o) for o in order}) > 10  # many different orders
+    for b in range(24):
+        expect = jitter_reference(x[b], {k: v[b] for k, v in factors.items()}, order[b], names)
+        np.testing.assert_allclose(y[b], expect, atol=2e-5)
+
+
 def test_color_jitter_applies_with_probability_and_leaves_gray_hue_alone():
     x = images(n=500, size=4)
     assert 360 < changed(x, ColorJitter(seed=0)(x, training=True)).sum() < 440  # Binomial(500, 0.8)
@@ -181,3 +210,36 @@ def test_registered_under_their_names():
     for name, (cls, _) in ALL.items():
         assert registry.get("augmentations", name) is cls
     assert keras.saving.get_registered_object("mmkeras_vision>ColorJitter") is ColorJitter
+
+
+@pytest.mark.slow
+def test_a_trifeatures_recipe_trains_under_xla_with_simclr_augmentations(tmp_path):
+    import mmkeras
+    from mmkeras.builder import make_dataset as dataset_of
+    from mmkeras.data.pipeline import make_dataset
+
+    augment = [{"name": name, "params": {}} for name in ALL]
+    recipe = mmkeras.recipe_from_dict({
+        "name": "trifeatures-simclr",
+        "seed": 0,
+        "data": {"dataset": "trifeatures", "params": {"size": "tiny", "data_dir": str(tmp_path)}, "batch_size": 32},
+        "modalities": {
+            m: {"encoder": {"name": "conv2d", "params": {"filters": [8], "kernel_size": 3}}, "augment": augment}
+            for m in ("image1", "image2")
+        },
+        "model": {"feature_dim": 8, "latent_dim": 8, "head": {"name": "mlp", "params": {"normalize": True}}},
+        "objective": {"name": "infonce", "params": {"temperature": 0.1}},
+        "train": {"epochs": 1, "jit_compile": True},
+    })
+    model = mmkeras.build_model(recipe)
+    assert model.jit_compile
+    split = dataset_of(recipe).load("train")
+    history = model.fit(make_dataset(split, ["image1", "image2"], 32), epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    z = np.asarray(model.encode(split.take(8).inputs, ["image1"]))  # no augmentation outside training
+    np.testing.assert_array_equal(np.asarray(model.encode(split.take(8).inputs, ["image1"])), z)
+    model.save(tmp_path / "model.keras")
+    reloaded = mmkeras.load_model(str(tmp_path / "model.keras"))
+    np.testing.assert_allclose(np.asarray(reloaded.encode(split.take(8).inputs, ["image1"])), z, atol=1e-6)
+    assert [type(a) for a in reloaded.augmentations["image1"]] == [cls for cls, _ in ALL.values()]
+    assert [a.seed for a in reloaded.augmentations["image2"]] == list(range(5))  # the builder's seeds

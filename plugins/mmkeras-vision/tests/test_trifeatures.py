@@ -4,10 +4,10 @@ import shutil
 
 import numpy as np
 import pytest
-
-from mmkeras.errors import DataError
 from mmkeras_vision import trifeatures as tri
 from mmkeras_vision.trifeatures import Trifeatures
+
+from mmkeras.errors import DataError
 
 
 @pytest.fixture(scope="module")
