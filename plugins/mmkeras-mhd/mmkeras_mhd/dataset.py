@@ -26,8 +26,7 @@ def split_sizes(size: str | int) -> tuple[int, int]:
     if isinstance(size, int) and not isinstance(size, bool) and size >= 5:
         return size, size // 5
     raise ValueError(
-        f"MHD: size must be one of {list(SIZES)} or an int >= 5 (the number of training "
-        f"samples), got {size!r}"
+        f"MHD: size must be one of {list(SIZES)} or an int >= 5 (the number of training samples), got {size!r}"
     )
 
 
@@ -58,7 +57,7 @@ class MHD(Dataset):
     Parameters:
         size: "full" (50,000 train / 10,000 test), "small" (5,000 / 1,000), "tiny" (200 / 100),
             or an int N for N train and N // 5 test samples.
-        seed: generation seed; a seed gives the same arrays on any machine and worker count.
+        seed: generation seed; a seed gives byte-identical arrays whatever the worker count.
         data_dir: cache root (default ``$MMKERAS_DATA_DIR``, else ``~/.cache/mmkeras``);
             files go in ``<data_dir>/mhd/``.
         workers: processes building the data (default: all usable cores).
@@ -77,12 +76,8 @@ class MHD(Dataset):
         if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
             raise ValueError(f"MHD: seed must be a non-negative int, got {seed!r}")
         if data_dir is not None and (not isinstance(data_dir, str) or not data_dir):
-            raise ValueError(
-                f"MHD: data_dir must be a non-empty path string or None, got {data_dir!r}"
-            )
-        if workers is not None and (
-            not isinstance(workers, int) or isinstance(workers, bool) or workers < 1
-        ):
+            raise ValueError(f"MHD: data_dir must be a non-empty path string or None, got {data_dir!r}")
+        if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
             raise ValueError(f"MHD: workers must be a positive int or None, got {workers!r}")
         self.size = size
         self.seed = seed
@@ -91,7 +86,7 @@ class MHD(Dataset):
         self.cache_dir = Path(data_dir if data_dir is not None else default_data_dir()) / "mhd"
 
     def cache_path(self, split: str) -> Path:
-        """The cache file of ``split``, e.g. ``mhd_v1_train_n50000_seed0.npz``."""
+        """The cache file of ``split``, e.g. ``mhd_v2_train_n50000_seed0.npz``."""
         self._check_split(split)
         name = f"mhd_v{generate.FORMAT_VERSION}_{split}_n{self.sizes[split]}_seed{self.seed}.npz"
         return self.cache_dir / name

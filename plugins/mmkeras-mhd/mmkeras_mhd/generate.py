@@ -17,7 +17,7 @@ import multiprocessing
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from functools import lru_cache
+from functools import cache
 
 import librosa
 import numpy as np
@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from mmkeras_mhd.speech import ACCENTS, SAMPLE_RATE, VARIANTS, Speaker, voice_name
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # bump whenever the generated arrays change
 SPLIT_IDS = {"train": 0, "test": 1}
 CHUNK = 100  # samples per task and per Speaker instance; a multiple of 10 (label blocks)
 
@@ -54,7 +54,7 @@ _STREAM_LABELS, _STREAM_SAMPLE = 0, 1
 Task = tuple[int, int, int, int, str | None]
 
 
-@lru_cache(maxsize=None)
+@cache
 def glyph_strokes() -> dict[str, list[list[np.ndarray]]]:
     """font -> digit -> strokes ([k, 2] float arrays, y up), centred, 2 units tall."""
     out: dict[str, list[list[np.ndarray]]] = {}
@@ -107,7 +107,8 @@ def resample_path(strokes: list[np.ndarray], n: int) -> np.ndarray:
     """``n`` points evenly spaced along the inked length of the strokes, in writing order."""
     pts = np.concatenate(strokes)
     seg = np.linalg.norm(np.diff(pts, axis=0), axis=1)
-    seg[np.cumsum([len(s) for s in strokes[:-1]], dtype=np.int64) - 1] = 0.0  # pen-up moves carry no ink
+    ends = np.cumsum([len(s) for s in strokes[:-1]], dtype=np.int64) - 1
+    seg[ends] = 0.0  # pen-up moves between strokes carry no ink
     arc = np.concatenate([[0.0], np.cumsum(seg)])
     t = np.linspace(0.0, arc[-1], n)
     # side="right" puts a target that falls on a pen-up move at the start of the next stroke
@@ -141,16 +142,18 @@ def render_image(strokes: list[np.ndarray], width: float) -> np.ndarray:
     return np.asarray(img.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BOX))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _mel_basis() -> np.ndarray:
-    return librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=60.0, fmax=8000.0)
+    return librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=60.0, fmax=8000.0, dtype=np.float64)
 
 
 def sound_features(clip: np.ndarray) -> np.ndarray:
     """[32, 128] log-mel energies of a :data:`CLIP`-sample clip, standardised per clip."""
-    power = np.abs(librosa.stft(clip, n_fft=N_FFT, hop_length=HOP, center=False)) ** 2
-    db = librosa.power_to_db(_mel_basis() @ power, ref=1.0, top_db=None)
-    return ((db - db.mean()) / (db.std() + 1e-6)).astype(np.float32)
+    # float64 throughout: the FFT's and BLAS's summation order (SIMD kernels, thread count)
+    # then changes only digits far below the float16 the cache stores
+    stft = librosa.stft(clip.astype(np.float64), n_fft=N_FFT, hop_length=HOP, center=False)
+    db = librosa.power_to_db(_mel_basis() @ (np.abs(stft) ** 2), ref=1.0, top_db=None)
+    return (db - db.mean()) / (db.std() + 1e-6)
 
 
 def speak(speaker: Speaker, label: int, rng: np.random.Generator) -> np.ndarray:
@@ -178,8 +181,7 @@ def labels_for(seed: int, split_id: int, start: int, stop: int) -> np.ndarray:
     """Labels of samples ``start..stop-1``: every aligned block of ten holds each digit once."""
     blocks = range(start // 10, (stop + 9) // 10)
     perms = [
-        np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(split_id, _STREAM_LABELS, b)))
-        .permutation(10)
+        np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(split_id, _STREAM_LABELS, b))).permutation(10)
         for b in blocks
     ]
     first = blocks.start * 10
@@ -242,7 +244,7 @@ def build(
         else:
             chunks = map(make_chunk, tasks)
         try:
-            for (split, _), chunk in zip(labelled, chunks):
+            for (split, _), chunk in zip(labelled, chunks, strict=True):
                 parts[split].append(chunk)
                 bar.update(len(chunk["labels"]))
         except BrokenProcessPool as exc:
@@ -250,7 +252,4 @@ def build(
                 "MHD worker processes died; a script that builds MHD with workers > 1 must do "
                 "so under `if __name__ == '__main__':` (they re-import it), or pass workers=1"
             ) from exc
-    return {
-        split: {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
-        for split, pieces in parts.items()
-    }
+    return {split: {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]} for split, pieces in parts.items()}

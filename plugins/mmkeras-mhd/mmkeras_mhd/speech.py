@@ -2,8 +2,8 @@
 
 The ``espeakng-loader`` wheel ships ``libespeak-ng`` and its voice data, so nothing has to be
 installed system-wide. libespeak-ng keeps hidden state between utterances (a static pitch
-flutter phase, echo buffers, a clock-seeded noise generator), so the same request can give
-different samples depending on what was said before. :class:`Speaker` therefore loads a
+flutter phase, noise and echo state), so the same request gives different samples depending on
+what was said before, even in a re-initialised library. :class:`Speaker` therefore loads a
 *private* copy of the library: a fresh ``Speaker`` always starts from the same state, and
 with :meth:`Speaker.say`'s ``noise_seed`` the waveforms it produces depend only on the
 sequence of requests made to it.
@@ -17,9 +17,13 @@ import os
 import shutil
 import tempfile
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import espeakng_loader
 import numpy as np
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 SAMPLE_RATE = 22050
 
@@ -48,9 +52,7 @@ _POS_CHARACTER = 1
 _CHARS_UTF8 = 1
 _RATE, _PITCH, _RANGE = 1, 3, 4
 
-_SynthCallback = ctypes.CFUNCTYPE(
-    ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
-)
+_SynthCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
 
 
 def voice_name(accent: str, variant: str) -> str:
@@ -66,10 +68,11 @@ class Speaker:
     """
 
     def __init__(self, workdir: str | None = None) -> None:
-        fd, copy = tempfile.mkstemp(prefix="libespeak-ng-", suffix=".so", dir=workdir)
+        original = espeakng_loader.get_library_path()
+        fd, copy = tempfile.mkstemp(prefix="libespeak-ng-", suffix=os.path.splitext(original)[1], dir=workdir)
         os.close(fd)
         try:
-            shutil.copyfile(espeakng_loader.get_library_path(), copy)
+            shutil.copyfile(original, copy)
             self._lib = ctypes.CDLL(copy, mode=os.RTLD_LOCAL)
         finally:
             os.unlink(copy)  # the mapping keeps the loaded code alive
@@ -133,7 +136,7 @@ class Speaker:
             _ctypes.dlclose(lib._handle)
             self._lib = None
 
-    def __enter__(self) -> Speaker:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from mmkeras.data.base import DataSplit
 from mmkeras_mhd import generate
 from mmkeras_mhd.dataset import MHD
 from mmkeras_mhd.speech import ACCENTS, SAMPLE_RATE, VARIANTS, Speaker, voice_name
+
+from mmkeras.data.base import DataSplit
 
 MODALITIES = ("image", "sound", "trajectory", "label")
 
@@ -59,9 +59,7 @@ def test_labels_agree_and_are_balanced(splits: dict[str, DataSplit]) -> None:
         np.testing.assert_array_equal(np.bincount(d.labels, minlength=10), len(d) // 10)
 
 
-def _nearest_centroid_accuracy(
-    train: np.ndarray, y_train: np.ndarray, test: np.ndarray, y_test: np.ndarray
-) -> float:
+def _nearest_centroid_accuracy(train: np.ndarray, y_train: np.ndarray, test: np.ndarray, y_test: np.ndarray) -> float:
     train, test = train.reshape(len(train), -1), test.reshape(len(test), -1)
     centroids = np.stack([train[y_train == k].mean(0) for k in range(10)])
     dist = ((test[:, None, :] - centroids[None]) ** 2).sum(-1)
@@ -139,8 +137,9 @@ def test_interrupted_write_leaves_no_cache(tmp_path: Path, monkeypatch: pytest.M
 def test_cache_location_and_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MMKERAS_DATA_DIR", str(tmp_path))
     ds = MHD(seed=3)
-    assert ds.cache_path("train") == tmp_path / "mhd" / "mhd_v1_train_n50000_seed3.npz"
-    assert ds.cache_path("test") == tmp_path / "mhd" / "mhd_v1_test_n10000_seed3.npz"
+    version = generate.FORMAT_VERSION
+    assert ds.cache_path("train") == tmp_path / "mhd" / f"mhd_v{version}_train_n50000_seed3.npz"
+    assert ds.cache_path("test") == tmp_path / "mhd" / f"mhd_v{version}_test_n10000_seed3.npz"
     assert MHD(size="small").sizes == {"train": 5000, "test": 1000}
     assert MHD(size=1000).sizes == {"train": 1000, "test": 200}
     monkeypatch.delenv("MMKERAS_DATA_DIR")
@@ -194,7 +193,7 @@ def test_speech_is_real_and_reproducible() -> None:
 
     # after all the speech above, a fresh instance still starts from the same state
     requests = [("six", "en+f3", 150, 60, 50, 7), ("one", "en-gb-x-rp+m2", 200, 40, 70, 8)]
-    for a, b in zip(speak(requests), speak(requests)):
+    for a, b in zip(speak(requests), speak(requests), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
