@@ -6,6 +6,11 @@ metadata without importing anything; a component's module is imported on first u
 that fails to import is recorded with its error and raised (naming the plugin, its
 distribution and the cause) only when something asks for it. Two distributions providing the
 same name are a clash, reported and never resolved by import order.
+
+A distribution declares the plugin API it targets in its metadata, one entry point per version in
+the group ``mmkeras.api`` named ``v<N>`` (``v1 = "my_package"``; the value is not imported). A
+distribution whose declarations miss :data:`PLUGIN_API_VERSION` is ``incompatible``: listed, and
+refused before import when something asks for it. One that declares nothing is loaded as before.
 """
 
 from __future__ import annotations
@@ -14,8 +19,9 @@ import difflib
 import importlib.metadata as md
 import inspect
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from mmkeras.errors import ComponentError
 
@@ -30,6 +36,9 @@ KINDS: tuple[str, ...] = (
 )
 GROUP_PREFIX = "mmkeras."
 IN_PROCESS = "<in-process>"
+#: the plugin API this mmkeras provides; raise it only when a plugin written for the old one would break
+PLUGIN_API_VERSION = 1
+API_GROUP = "mmkeras.api"
 
 
 @dataclass
@@ -43,13 +52,16 @@ class Entry:
     version: str
     loader: Callable[[], Any] | None = None
     obj: Any = None
-    status: str = "not loaded"  # "not loaded" | "loaded" | "broken"
+    status: str = "not loaded"  # "not loaded" | "loaded" | "broken" | "incompatible"
     error: str | None = None
     traceback: str | None = None
+    api: tuple[int, ...] | None = None  # plugin API versions its distribution declares; None: undeclared
 
     def load(self) -> Any:
         if self.status == "loaded":
             return self.obj
+        if self.status == "incompatible":  # refused before import: its code targets another API
+            raise ComponentError(self.describe_failure())
         try:
             obj = self.loader() if self.loader else self.obj
         except Exception as exc:  # a broken plugin must not break anything else
@@ -61,6 +73,11 @@ class Entry:
         return obj
 
     def describe_failure(self) -> str:
+        if self.status == "incompatible":
+            return (
+                f"{self.kind[:-1]} {self.name!r} from distribution {self.distribution!r} "
+                f"({self.target}) is incompatible: {self.error}"
+            )
         return (
             f"{self.kind[:-1]} {self.name!r} from distribution {self.distribution!r} "
             f"({self.target}) failed to load: {self.error}"
@@ -86,6 +103,7 @@ class Registry:
                 if own:
                     kept[kind][name] = own
         self.entries = kept
+        declared = _declared_apis()
         for kind in KINDS:
             seen: set[tuple[str, str, str]] = set()
             for ep in md.entry_points(group=GROUP_PREFIX + kind):
@@ -97,6 +115,7 @@ class Registry:
                     continue
                 seen.add(key)
                 entry = Entry(kind, ep.name, ep.value, dist_name, dist_version, loader=ep.load)
+                _check_api(entry, declared.get(dist_name))
                 self.entries[kind].setdefault(ep.name, []).append(entry)
         self._discovered = True
 
@@ -173,6 +192,36 @@ class Registry:
     def all_entries(self) -> list[Entry]:
         self.discover()
         return [e for kind in KINDS for name in sorted(self.entries[kind]) for e in self.entries[kind][name]]
+
+
+def _declared_apis() -> dict[str, set[str]]:
+    """Distribution name -> the names of its ``mmkeras.api`` entry points (metadata only)."""
+    out: dict[str, set[str]] = {}
+    for ep in md.entry_points(group=API_GROUP):
+        dist = getattr(ep, "dist", None)
+        if dist is not None:
+            out.setdefault(dist.metadata["Name"], set()).add(ep.name)
+    return out
+
+
+def _check_api(entry: Entry, names: set[str] | None) -> None:
+    """Mark ``entry`` incompatible when its distribution declares plugin APIs without this one."""
+    if names is None:
+        return
+    bad = sorted(n for n in names if not (n.startswith("v") and n[1:].isdigit()))
+    entry.api = tuple(sorted(int(n[1:]) for n in names if n not in bad))
+    if bad:
+        entry.status, entry.error = "incompatible", (
+            f"its {API_GROUP} entry points {bad} are not plugin API versions; "
+            f'declare the one it targets as v<N>, e.g. v{PLUGIN_API_VERSION} = "<package>"'
+        )
+    elif PLUGIN_API_VERSION not in entry.api:
+        targets = ", ".join(map(str, entry.api))
+        entry.status, entry.error = "incompatible", (
+            f"it targets mmkeras plugin API {targets}; this mmkeras provides plugin API {PLUGIN_API_VERSION}. "
+            f"Install a release of {entry.distribution} made for plugin API {PLUGIN_API_VERSION}, "
+            f"or an mmkeras that provides API {targets}"
+        )
 
 
 def _check_kind(kind: str) -> None:

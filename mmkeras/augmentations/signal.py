@@ -8,18 +8,11 @@ that a sample is augmented at all (CoMM applies each sequence augmentation with 
 
 from __future__ import annotations
 
-import re
-
 import keras
 from keras import ops
 
+from mmkeras.augmentations.base import Augmentation
 from mmkeras.augmentations.basic import GaussianNoise
-
-
-def _check_rate(name: str, rate: float) -> float:
-    if not 0.0 <= rate <= 1.0:
-        raise ValueError(f"{name}: rate must be in [0, 1], got {rate}")
-    return float(rate)
 
 
 def _check_axis(name: str, axis: int) -> int:
@@ -33,11 +26,6 @@ def _per_sample_shape(x) -> list:
     return [ops.shape(x)[0]] + [1] * (len(x.shape) - 1)
 
 
-def _gate(x, rate: float, seed_generator):
-    """[B, 1, ..., 1] booleans: which samples an augmentation applies to (each with probability ``rate``)."""
-    return keras.random.uniform(_per_sample_shape(x), seed=seed_generator) < rate
-
-
 def _along(x, axis: int, values):
     """``values`` of shape [B, n] reshaped to broadcast along ``axis`` of ``x`` (length n)."""
     shape = [ops.shape(x)[0]] + [1] * (len(x.shape) - 1)
@@ -45,36 +33,7 @@ def _along(x, axis: int, values):
     return ops.reshape(values, shape)
 
 
-class _Augmentation(keras.layers.Layer):
-    """Shared plumbing: ``rate`` and ``seed``, a seed generator, identity unless training."""
-
-    def __init__(self, rate: float = 1.0, seed: int | None = None, **kwargs):
-        super().__init__(**kwargs)
-        self.rate = _check_rate(self.what, rate)
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
-
-    def call(self, x, training=None):
-        if not training or self.rate == 0.0:
-            return x
-        out = self.augment(x)
-        if self.rate < 1.0:
-            out = ops.where(_gate(x, self.rate, self.seed_generator), out, x)
-        return out
-
-    @property
-    def what(self) -> str:
-        """The component's registered-style name for messages (a layer's own name may carry a suffix)."""
-        return re.sub(r"(?<!^)(?=[A-Z])", "_", type(self).__name__).lower()
-
-    def augment(self, x):
-        raise NotImplementedError
-
-    def get_config(self):
-        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
-
-
-class _BandMask(_Augmentation):
+class _BandMask(Augmentation):
     """SpecAugment masking (Park et al., Interspeech 2019): ``num_masks`` bands of width
     U{0..max_width}, each at a uniform position along ``axis``, set to ``mask_value``."""
 
@@ -158,7 +117,7 @@ class FreqMask(_BandMask):
 
 
 @keras.saving.register_keras_serializable(package="mmkeras")
-class Gain(_Augmentation):
+class Gain(Augmentation):
     """Multiplies each sample (a waveform or any amplitude signal) by ``10^(g/20)``, g ~ U(min_db, max_db)."""
 
     def __init__(
@@ -178,7 +137,7 @@ class Gain(_Augmentation):
 
 
 @keras.saving.register_keras_serializable(package="mmkeras")
-class TimeShift(_Augmentation):
+class TimeShift(Augmentation):
     """Shifts each sample along ``axis`` by a uniform integer in ``[-max_shift * n, max_shift * n]``
     steps (n the length); the vacated steps are zero, or the signal wraps round if ``circular``."""
 
@@ -216,7 +175,7 @@ class TimeShift(_Augmentation):
 
 
 @keras.saving.register_keras_serializable(package="mmkeras")
-class RandomDrop(_Augmentation):
+class RandomDrop(Augmentation):
     """Zeroes a random fraction f ~ U(0, max_fraction) of the time steps (``axis``) of each sample:
     exactly round(f * n) steps, chosen uniformly. CoMM's "drop" for sequences and time series
     (Dufumier et al., ICLR 2025): max_fraction 0.8, applied with probability 0.5."""
@@ -254,7 +213,7 @@ class Jitter(GaussianNoise):
 
 
 @keras.saving.register_keras_serializable(package="mmkeras")
-class Scaling(_Augmentation):
+class Scaling(Augmentation):
     """Multiplies each sample by s ~ N(1, stddev^2), one s per sample, or per sample and channel
     (last axis) if ``per_channel`` (the time-series "scaling" of Um et al., ICMI 2017)."""
 
@@ -278,7 +237,7 @@ class Scaling(_Augmentation):
 
 
 @keras.saving.register_keras_serializable(package="mmkeras")
-class FeatureMask(_Augmentation):
+class FeatureMask(Augmentation):
     """Sets each feature of a tabular row ``[B, F]`` (or any element of ``[B, ...]``) to
     ``mask_value`` independently with probability ``fraction``."""
 
@@ -299,7 +258,7 @@ class FeatureMask(_Augmentation):
 
 
 @keras.saving.register_keras_serializable(package="mmkeras")
-class TokenMask(_Augmentation):
+class TokenMask(Augmentation):
     """Replaces each token id of ``[B, L]`` integer sequences by ``mask_id`` with probability
     ``fraction``; padding (``padding_id``) is never masked. CoMM masks 15% of the tokens of
     MM-IMDb's text in training (its ``TextMasking``)."""

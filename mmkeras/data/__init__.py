@@ -1,5 +1,5 @@
 """Datasets and the tf.data pipeline."""
 
-from mmkeras.data.base import DataSplit, Dataset
+from mmkeras.data.base import Dataset, DataSplit
 
 __all__ = ["DataSplit", "Dataset"]

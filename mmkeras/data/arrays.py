@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from mmkeras.data.base import DataSplit, Dataset
+from mmkeras.data.base import Dataset, DataSplit
 from mmkeras.errors import DataError
 
 LABELS = "labels"

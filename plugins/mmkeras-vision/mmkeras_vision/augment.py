@@ -20,11 +20,12 @@ slower on CPU, with minute-long compiles). A matrix product's operands are mater
 from __future__ import annotations
 
 import math
-import re
 
 import keras
 import numpy as np
 from keras import ops
+
+from mmkeras.augmentations.base import Augmentation
 
 #: ITU-R BT.601 luma weights, as torchvision's rgb_to_grayscale uses
 LUMA = (0.299, 0.587, 0.114)
@@ -44,36 +45,11 @@ def _gray(x):
     return ops.sum(x * weights, axis=-1, keepdims=True)
 
 
-class _ImageAugmentation(keras.layers.Layer):
-    """Shared plumbing: ``rate`` and ``seed``, a seed generator, identity unless training."""
+class _ImageAugmentation(Augmentation):
+    """The core's augmentation plumbing, for images ``[B, H, W, C]`` of known size."""
 
-    def __init__(self, rate: float = 1.0, seed: int | None = None, **kwargs):
-        super().__init__(**kwargs)
-        if not 0.0 <= rate <= 1.0:
-            raise ValueError(f"{self.what}: rate must be in [0, 1], got {rate}")
-        self.rate, self.seed = float(rate), seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
-
-    def call(self, x, training=None):
-        if not training or self.rate == 0.0:
-            return x
+    def check_input(self, x) -> None:
         _static_size(self.what, x)
-        out = self.augment(x)
-        if self.rate < 1.0:
-            picked = keras.random.uniform((ops.shape(x)[0], 1, 1, 1), seed=self.seed_generator) < self.rate
-            out = ops.where(picked, out, x)
-        return out
-
-    @property
-    def what(self) -> str:
-        """The component's registered-style name for messages (a layer's own name may carry a suffix)."""
-        return re.sub(r"(?<!^)(?=[A-Z])", "_", type(self).__name__).lower()
-
-    def augment(self, x):
-        raise NotImplementedError
-
-    def get_config(self):
-        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
 
 
 def _interpolation_matrix(start, length, size: int, dtype):
