@@ -9,6 +9,7 @@ import sys
 import traceback
 from pathlib import Path
 
+from mmkeras import scaffold
 from mmkeras.errors import MMKerasError
 
 SHIPPED = Path(__file__).resolve().parent.parent / "recipes"
@@ -62,6 +63,7 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
             "distribution": e.distribution,
             "version": e.version,
             "status": "clash" if len(registry.entries[e.kind][e.name]) > 1 and e.status == "loaded" else e.status,
+            "api": list(e.api) if e.api is not None else None,
             "error": e.error,
         }
         for e in registry.all_entries()
@@ -77,7 +79,10 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
             note = f"  [{r['status']}: {r['error']}]" if r["error"] else ("  [clash]" if r["status"] == "clash" else "")
             print(f"  {r['name']:<22} {r['distribution']} {r['version']}{note}")
     if args.strict and problems:
-        print(f"error: {len(problems)} broken or clashing plugin entries", file=sys.stderr)
+        incompatible = sum(e.status == "incompatible" for e in problems)
+        counts = [f"{len(problems) - incompatible} broken or clashing"] if len(problems) > incompatible else []
+        counts += [f"{incompatible} incompatible"] if incompatible else []
+        print(f"error: {', '.join(counts)} plugin entries", file=sys.stderr)
         return 1
     return 0
 
@@ -135,6 +140,12 @@ def _cmd_data_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_new_plugin(args: argparse.Namespace) -> int:
+    path = scaffold.new_plugin(args.name, args.kind, args.output)
+    print(f"created {path}\nnext: pip install -e {path} && pytest {path}  (see its README.md)")
+    return 0
+
+
 def _cmd_schema(args: argparse.Namespace) -> int:
     from mmkeras.schema import recipe_json_schema, recipe_reference_markdown
 
@@ -163,7 +174,7 @@ def parser() -> argparse.ArgumentParser:
 
     pl = sub.add_parser("plugins", help="list every component with its distribution and load status")
     pl.add_argument("--json", action="store_true")
-    pl.add_argument("--strict", action="store_true", help="exit 1 if any plugin is broken or clashes")
+    pl.add_argument("--strict", action="store_true", help="exit 1 if any plugin is broken, clashes or is incompatible")
     pl.set_defaults(func=_cmd_plugins)
 
     r = sub.add_parser("recipes", help="list the shipped recipes")
@@ -172,6 +183,12 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("schema", help="print the recipe JSON Schema (or the Markdown reference)")
     s.add_argument("--markdown", action="store_true", help="the recipe reference as Markdown (docs/recipes.md)")
     s.set_defaults(func=_cmd_schema)
+
+    n = sub.add_parser("new-plugin", help="scaffold an installable plugin distribution with one working component")
+    n.add_argument("name", help="distribution name, e.g. mmkeras-gru (package mmkeras_gru, component gru)")
+    n.add_argument("--kind", default="encoder", choices=scaffold.KINDS, help="the example component's kind")
+    n.add_argument("--output", "-o", default=None, help="the directory to create (default ./NAME)")
+    n.set_defaults(func=_cmd_new_plugin)
 
     d = sub.add_parser("data", help="data sets")
     dsub = d.add_subparsers(dest="data_command", required=True)

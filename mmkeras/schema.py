@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from mmkeras.errors import ComponentError
-from mmkeras.recipe import DataSpec, ModalitySpec, ModelSpec, Recipe, params_model
+from mmkeras.recipe import INJECTED, DataSpec, ModalitySpec, ModelSpec, Recipe, params_model
 from mmkeras.registry import KINDS, parameters, registry
 
 
@@ -23,6 +23,10 @@ def _component_schema(kind: str) -> dict[str, Any]:
         except (ComponentError, TypeError, ValueError):
             continue  # a broken plugin has no schema; `mmkeras plugins` reports it
         params.pop("title", None)
+        if kind in ("encoders", "fusions", "heads"):  # the builder fills these in from the recipe's model section
+            params["required"] = [p for p in params.get("required", []) if p not in INJECTED]
+            if not params["required"]:
+                del params["required"]
         variants.append(
             {
                 "type": "object",
@@ -53,6 +57,7 @@ def recipe_json_schema() -> dict[str, Any]:
     schema["properties"]["objective"] = ref("objectives")
     schema["properties"]["evaluate"]["items"] = ref("evaluators")
     defs["DataSpec"]["properties"]["dataset"]["enum"] = registry.names("datasets")
+    schema["properties"]["extends"] = {"type": "string", "description": "a recipe file this one deep-merges over"}
     return schema
 
 
