@@ -166,12 +166,17 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
 
     result: dict = {
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "tensorflow": tf.__version__,
-                    "gpus": len(tf.config.list_physical_devices("GPU"))},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "tensorflow": tf.__version__,
+            "gpus": len(tf.config.list_physical_devices("GPU")),
+        },
         "batch_size": args.batch_size,
         "trifeatures": [
             bench_trifeatures(s, args.image_size, args.batch_size, args.seconds)
-            for s in args.trifeatures_sizes.split(",") if s
+            for s in args.trifeatures_sizes.split(",")
+            if s
         ],
     }
     if "mhd" in registry.names("datasets"):

@@ -28,7 +28,9 @@ from mmkeras.registry import (
 )
 
 
-def build_model(recipe: Recipe, input_shapes: dict[str, list[int]] | None = None, strategy: Any = None, compile: bool = True):
+def build_model(
+    recipe: Recipe, input_shapes: dict[str, list[int]] | None = None, strategy: Any = None, compile: bool = True
+):
     """A compiled :class:`~mmkeras.model.MultimodalModel` for ``recipe`` (see :mod:`mmkeras.builder`)."""
     from mmkeras.builder import build_model as _build
 

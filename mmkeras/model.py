@@ -64,7 +64,9 @@ class MultimodalModel(keras.Model):
         self.augmentations = {m: list(a) for m, a in (augmentations or {}).items() if a}
         self.joint_encoders = dict(joint_encoders) if joint_encoders else None
         if self.joint_encoders is not None and sorted(self.joint_encoders) != self.modalities:
-            raise ValueError(f"joint_encoders must cover the modalities {self.modalities}, got {sorted(self.joint_encoders)}")
+            raise ValueError(
+                f"joint_encoders must cover the modalities {self.modalities}, got {sorted(self.joint_encoders)}"
+            )
         self.input_shapes = {m: [int(d) for d in s] for m, s in (input_shapes or {}).items()}
         self.subset_encoding = subset_encoding
         if encode_output not in ("latent", "feature"):
@@ -74,7 +76,11 @@ class MultimodalModel(keras.Model):
         # what the objective asks of the forward pass (CoMM: two augmented views, single-modality joints)
         self.num_views = int(getattr(objective, "num_views", 1))
         self.single_modality_joints = bool(getattr(objective, "needs_single_modality_joints", False))
-        names = objective.metric_names(self.modalities) if objective is not None and hasattr(objective, "metric_names") else []
+        names = (
+            objective.metric_names(self.modalities)
+            if objective is not None and hasattr(objective, "metric_names")
+            else []
+        )
         self.objective_trackers = {n: keras.metrics.Mean(name=n) for n in names}
 
     # -- forward -------------------------------------------------------------------------
@@ -96,7 +102,9 @@ class MultimodalModel(keras.Model):
     def _forward(self, inputs, training=None):
         unknown = [k for k in inputs if k != MASKS and k not in self.encoders]
         if unknown:
-            raise ValueError(f"inputs have modalities {unknown} this model has no encoder for; it has {self.modalities}")
+            raise ValueError(
+                f"inputs have modalities {unknown} this model has no encoder for; it has {self.modalities}"
+            )
         present = [m for m in self.modalities if m in inputs]
         if not present:
             raise ValueError(f"no modality given; expected some of {self.modalities}")
@@ -140,7 +148,9 @@ class MultimodalModel(keras.Model):
         }
         if self.single_modality_joints:
             record["joint_single"] = {
-                m: project(self.fusion(fusion_inputs, {k: masks[k] if k == m else ops.zeros_like(masks[k]) for k in masks}))
+                m: project(
+                    self.fusion(fusion_inputs, {k: masks[k] if k == m else ops.zeros_like(masks[k]) for k in masks})
+                )
                 for m in self.modalities
             }
         return record
@@ -193,7 +203,9 @@ class MultimodalModel(keras.Model):
                 batch[MASKS] = {m: inputs[MASKS][m][start : start + batch_size] for m in chosen if m in inputs[MASKS]}
             record = self(batch, training=False)
             per_modality, joint = (
-                (record["latents"], record["joint"]) if self.encode_output == "latent" else (record["features"], record["joint_feature"])
+                (record["latents"], record["joint"])
+                if self.encode_output == "latent"
+                else (record["features"], record["joint_feature"])
             )
             if self.subset_encoding == "mean" and not complete:
                 z = sum(per_modality[m] * ops.expand_dims(record["masks"][m], -1) for m in chosen)

@@ -159,9 +159,7 @@ def _compose(text: str, filename: str) -> tuple[Any, dict[Path_, str]]:
             for k, v in n.value:
                 key = constructor.construct_object(k, deep=True)
                 if key in out:
-                    raise RecipeError(
-                        [f"{filename}:{k.start_mark.line + 1}: {_fmt(path + (key,))}: duplicate key"]
-                    )
+                    raise RecipeError([f"{filename}:{k.start_mark.line + 1}: {_fmt(path + (key,))}: duplicate key"])
                 out[key] = build(v, path + (key,))
                 lines[path + (key,)] = f"{filename}:{k.start_mark.line + 1}"
             return out
@@ -345,9 +343,7 @@ def params_model(cls: type) -> type[BaseModel]:
 INJECTED = {"output_dim"}
 
 
-def _component_problems(
-    kind: str, spec: ComponentSpec, path: Path_, loc: _Located, injected: set[str]
-) -> list[str]:
+def _component_problems(kind: str, spec: ComponentSpec, path: Path_, loc: _Located, injected: set[str]) -> list[str]:
     names = registry.names(kind)
     if spec.name not in names:
         return [f"{loc.at(path + ('name',))}: {_fmt(path + ('name',))}: {_unknown(kind, spec.name, names)}"]

@@ -128,8 +128,7 @@ class Registry:
         if existing and not override:
             where = ", ".join(e.distribution for e in existing)
             raise ComponentError(
-                f"{kind[:-1]} {name!r} is already provided by {where}; "
-                "pass override=True to replace it in this process"
+                f"{kind[:-1]} {name!r} is already provided by {where}; pass override=True to replace it in this process"
             )
         target = f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', obj)}"
         entry = Entry(kind, name, target, IN_PROCESS, "", obj=obj, status="loaded")
@@ -161,8 +160,7 @@ class Registry:
         if len(lst) > 1:
             provided = ", ".join(f"{e.distribution} ({e.target})" for e in lst)
             raise ComponentError(
-                f"{kind[:-1]} {name!r} is provided by more than one distribution: {provided}; "
-                "uninstall one of them"
+                f"{kind[:-1]} {name!r} is provided by more than one distribution: {provided}; uninstall one of them"
             )
         return lst[0]
 
@@ -211,16 +209,22 @@ def _check_api(entry: Entry, names: set[str] | None) -> None:
     bad = sorted(n for n in names if not (n.startswith("v") and n[1:].isdigit()))
     entry.api = tuple(sorted(int(n[1:]) for n in names if n not in bad))
     if bad:
-        entry.status, entry.error = "incompatible", (
-            f"its {API_GROUP} entry points {bad} are not plugin API versions; "
-            f'declare the one it targets as v<N>, e.g. v{PLUGIN_API_VERSION} = "<package>"'
+        entry.status, entry.error = (
+            "incompatible",
+            (
+                f"its {API_GROUP} entry points {bad} are not plugin API versions; "
+                f'declare the one it targets as v<N>, e.g. v{PLUGIN_API_VERSION} = "<package>"'
+            ),
         )
     elif PLUGIN_API_VERSION not in entry.api:
         targets = ", ".join(map(str, entry.api))
-        entry.status, entry.error = "incompatible", (
-            f"it targets mmkeras plugin API {targets}; this mmkeras provides plugin API {PLUGIN_API_VERSION}. "
-            f"Install a release of {entry.distribution} made for plugin API {PLUGIN_API_VERSION}, "
-            f"or an mmkeras that provides API {targets}"
+        entry.status, entry.error = (
+            "incompatible",
+            (
+                f"it targets mmkeras plugin API {targets}; this mmkeras provides plugin API {PLUGIN_API_VERSION}. "
+                f"Install a release of {entry.distribution} made for plugin API {PLUGIN_API_VERSION}, "
+                f"or an mmkeras that provides API {targets}"
+            ),
         )
 
 
@@ -269,7 +273,5 @@ def parameters(cls: Any) -> dict[str, inspect.Parameter]:
         return {}  # no __init__ of its own: only Keras's base-class arguments, which are not recipe parameters
     sig = inspect.signature(cls.__init__)
     return {
-        n: p
-        for n, p in sig.parameters.items()
-        if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        n: p for n, p in sig.parameters.items() if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
     }

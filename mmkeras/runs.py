@@ -84,7 +84,7 @@ class RunDirectory:
         by_epoch = {int(r["epoch"]): r for r in rows}  # a resumed epoch replaces its earlier row
         ordered = [by_epoch[e] for e in sorted(by_epoch)]
         out: dict[str, list[float]] = {"epoch": [e + 1 for e in sorted(by_epoch)]}
-        for key in (rows[0] if rows else {}):
+        for key in rows[0] if rows else {}:
             values = [_number(r.get(key)) for r in ordered]
             if key != "epoch" and all(v is not None for v in values):  # Keras writes NA for absent metrics
                 out[key] = values
@@ -140,10 +140,14 @@ def train(recipe: Recipe, output: str | os.PathLike[str] | None = None, verbose:
     model = build_model(recipe, input_shapes_of(train_split, modalities), strategy)
     where = f"data ({recipe.data.dataset})"
     batch = recipe.data.batch_size
-    train_ds = make_tf_dataset(train_split, modalities, batch, True, recipe.seed, recipe.data.drop_remainder, recipe.data.deterministic, where)
+    train_ds = make_tf_dataset(
+        train_split, modalities, batch, True, recipe.seed, recipe.data.drop_remainder, recipe.data.deterministic, where
+    )
     val_ds = None
     if val_split is not None:
-        val_ds = make_tf_dataset(val_split, modalities, min(batch, len(val_split)), False, recipe.seed, True, True, where + " validation")
+        val_ds = make_tf_dataset(
+            val_split, modalities, min(batch, len(val_split)), False, recipe.seed, True, True, where + " validation"
+        )
 
     epochs = recipe.train.epochs
     done = run.state().get("epochs_completed", 0)
@@ -261,4 +265,3 @@ def _plot_history(history: dict[str, list[float]], path: Path) -> Path | None:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
-

@@ -422,6 +422,7 @@ def check_objective(
         clone.set_weights(objective.get_weights())
         _assert_close(dict(clone(record, labels)), out, "results of from_config(get_config()) and the original's")
     _xla(ck, lambda i, y: dict(objective(model(i, training=False), y)), (inputs, labels), out)
+
     def loss() -> Any:
         return objective(model(inputs, training=True), labels)["loss"]
 

@@ -39,7 +39,11 @@ def run_cli(*args, env_extra=None, cwd=None, timeout=300):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env_extra or {})}
     return subprocess.run(
         [sys.executable, "-m", "mmkeras.cli", *map(str, args)],
-        capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=timeout,
     )
 
 

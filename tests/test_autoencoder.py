@@ -10,7 +10,10 @@ from mmkeras.heads.decoders import Conv2DDecoder, DenseDecoder
 from mmkeras.objectives.autoencoder import MultimodalAutoencoder
 
 ROOT = Path(__file__).resolve().parent.parent
-LINEAR = {"a": {"name": "dense_decoder", "params": {"hidden_units": []}}, "b": {"name": "dense_decoder", "params": {"hidden_units": []}}}
+LINEAR = {
+    "a": {"name": "dense_decoder", "params": {"hidden_units": []}},
+    "b": {"name": "dense_decoder", "params": {"hidden_units": []}},
+}
 
 
 def numpy(x):
@@ -35,7 +38,9 @@ def tiny_record(seed=0):
 def fixed_objective(cross_modal=True, joint_weight=1.0, cross_weight=1.0):
     obj = MultimodalAutoencoder(LINEAR, cross_modal=cross_modal, joint_weight=joint_weight, cross_weight=cross_weight)
     obj(tiny_record())
-    obj.decoder_layers["a"].set_weights([np.array([[1.0, -1.0, 0.5], [2.0, 0.0, 1.0]], "float32"), np.array([0.1, 0.2, 0.3], "float32")])
+    obj.decoder_layers["a"].set_weights(
+        [np.array([[1.0, -1.0, 0.5], [2.0, 0.0, 1.0]], "float32"), np.array([0.1, 0.2, 0.3], "float32")]
+    )
     obj.decoder_layers["b"].set_weights([np.arange(8, dtype="float32").reshape(2, 4) / 8.0, -np.ones(4, "float32")])
     return obj
 
@@ -114,7 +119,9 @@ def test_errors_name_the_recipe_key():
     rec["latents"]["b"] = np.zeros((5, 3), "float32")
     with pytest.raises(ValueError, match=r"got joint 2 and latents \{'a': 2, 'b': 3\}: give the model a head"):
         MultimodalAutoencoder(LINEAR)(rec)
-    with pytest.raises(RecipeError, match=r"objective.params.decoders.a.name: unknown head 'dense_decoderr'; did you mean"):
+    with pytest.raises(
+        RecipeError, match=r"objective.params.decoders.a.name: unknown head 'dense_decoderr'; did you mean"
+    ):
         MultimodalAutoencoder({"a": {"name": "dense_decoderr"}})(tiny_record())
 
 
@@ -136,7 +143,10 @@ def small_model(objective):
 
     keras.utils.set_random_seed(0)
     model = MultimodalModel(
-        {"a": MLPEncoder(8, hidden_units=[16], name="a_encoder"), "b": Conv2DEncoder(8, filters=[4], kernel_size=3, name="b_encoder")},
+        {
+            "a": MLPEncoder(8, hidden_units=[16], name="a_encoder"),
+            "b": Conv2DEncoder(8, filters=[4], kernel_size=3, name="b_encoder"),
+        },
         LowRankFusion(8, rank=2, name="fusion"),
         MLPHead(4, name="head"),
         objective,

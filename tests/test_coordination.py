@@ -46,7 +46,9 @@ def test_cosine_averages_every_pair():
     rng = np.random.default_rng(0)
     z = {m: rng.normal(size=(5, 3)).astype("float32") for m in "abc"}
     out = CosineCoordination()(record(z))
-    per_pair = {(x, y): np.mean(1 - np.sum(unit(z[x]) * unit(z[y]), axis=1)) for x, y in itertools.combinations("abc", 2)}
+    per_pair = {
+        (x, y): np.mean(1 - np.sum(unit(z[x]) * unit(z[y]), axis=1)) for x, y in itertools.combinations("abc", 2)
+    }
     for (x, y), expected in per_pair.items():
         assert value(out[f"cos_dist_{x}_{y}"]) == pytest.approx(expected, rel=1e-5)
     assert value(out["loss"]) == pytest.approx(np.mean(list(per_pair.values())), rel=1e-5)
@@ -95,7 +97,9 @@ def test_kernel_hand_computed_linear_cka_of_a_rotation_is_one():
 
 
 def test_kernel_rejects_unknown_kernel():
-    with pytest.raises(ValueError, match=r"kernel must be one of \['linear', 'polynomial', 'exponential', 'rbf'\], got 'cosine'"):
+    with pytest.raises(
+        ValueError, match=r"kernel must be one of \['linear', 'polynomial', 'exponential', 'rbf'\], got 'cosine'"
+    ):
         KernelAlignment("cosine")
 
 
@@ -227,7 +231,12 @@ def test_dcca_training_raises_the_correlation():
 # -- round trips --------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "objective",
-    [CosineCoordination(), KernelAlignment("polynomial", degree=3, c=2.0), VSEHinge(0.1, "hardest"), DeepCCA(["a", "b"], 1, 0.1, 0.2)],
+    [
+        CosineCoordination(),
+        KernelAlignment("polynomial", degree=3, c=2.0),
+        VSEHinge(0.1, "hardest"),
+        DeepCCA(["a", "b"], 1, 0.1, 0.2),
+    ],
 )
 def test_objectives_config_round_trip(objective):
     rng = np.random.default_rng(7)
@@ -294,7 +303,9 @@ for objective in [VSEHinge(0.3, "hardest"), VSEHinge(0.3, "sum"), KernelAlignmen
     with strategy.scope():
         w2 = tf.Variable(init)
     def split(x):
-        return strategy.experimental_distribute_values_from_function(lambda ctx: x[ctx.replica_id_in_sync_group * 8:][:8])
+        return strategy.experimental_distribute_values_from_function(
+            lambda ctx: x[ctx.replica_id_in_sync_group * 8 :][:8]
+        )
     args = (split(xa), split(xb), split(mask), w2)
     per = tf.function(lambda: strategy.run(step, args=args))()  # traced once, as Keras's fit does
     loss = strategy.reduce("SUM", per[0], axis=None)

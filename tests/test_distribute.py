@@ -41,7 +41,9 @@ def run(tmp_path, replicas, objective):
     out = tmp_path / f"r{replicas}.npz"
     proc = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(replicas), json.dumps(objective), str(out)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     with np.load(out) as f:
@@ -50,7 +52,10 @@ def run(tmp_path, replicas, objective):
 
 @pytest.mark.parametrize(
     "objective",
-    [{"name": "infonce", "params": {"temperature": 0.1}}, {"name": "infonce", "params": {"learnable_temperature": True}}],
+    [
+        {"name": "infonce", "params": {"temperature": 0.1}},
+        {"name": "infonce", "params": {"learnable_temperature": True}},
+    ],
     ids=["infonce", "infonce-learnable-temperature"],
 )
 def test_two_replicas_match_one_device(tmp_path, objective):

@@ -133,14 +133,20 @@ def test_downstream_parameters_are_checked():
         Downstream(subsets="pairs")
     with pytest.raises(ValueError, match="epochs must be at least 1"):
         Downstream(epochs=0)
-    doc = json.loads(json.dumps({
-        "name": "x",
-        "data": {"dataset": "arrays", "params": {"synthetic": True}},
-        "modalities": {"a": {"encoder": {"name": "mlp"}}},
-        "objective": {"name": "gmc"},
-        "evaluate": [{"name": "downstream", "params": {"epoch": 3}}],
-    }))
-    with pytest.raises(RecipeError, match=r"evaluate\[0\]\.params\.epoch: downstream has no parameter 'epoch'; did you mean 'epochs'"):
+    doc = json.loads(
+        json.dumps(
+            {
+                "name": "x",
+                "data": {"dataset": "arrays", "params": {"synthetic": True}},
+                "modalities": {"a": {"encoder": {"name": "mlp"}}},
+                "objective": {"name": "gmc"},
+                "evaluate": [{"name": "downstream", "params": {"epoch": 3}}],
+            }
+        )
+    )
+    with pytest.raises(
+        RecipeError, match=r"evaluate\[0\]\.params\.epoch: downstream has no parameter 'epoch'; did you mean 'epochs'"
+    ):
         recipe_from_dict(doc)
 
 

@@ -115,10 +115,14 @@ def test_low_rank_fusion_matches_numpy_and_equals_its_tensor_fusion():
         np.testing.assert_allclose(out[i], expected, rtol=1e-5, atol=1e-6)
         # the same map as tensor fusion with the rank-3 weight tensor sum_r lam_r fa_r (x) fb_r (x) fc_r
         w = np.einsum("r,rio,rjo,rko->ijko", lam, fa, fb, fc)
-        np.testing.assert_allclose(out[i], np.einsum("i,j,k,ijko->o", v["a"], v["b"], v["c"], w) + bias, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(
+            out[i], np.einsum("i,j,k,ijko->o", v["a"], v["b"], v["c"], w) + bias, rtol=1e-4, atol=1e-5
+        )
     # row 4 has only a: b and c contribute the factors of the constant 1, their last rows
     v = np.append(features["a"][4], 1.0)
-    np.testing.assert_allclose(out[4], np.einsum("r,ro,ro,ro->o", lam, v @ fa, fb[:, -1], fc[:, -1]) + bias, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        out[4], np.einsum("r,ro,ro,ro->o", lam, v @ fa, fb[:, -1], fc[:, -1]) + bias, rtol=1e-5, atol=1e-6
+    )
 
 
 def test_gated_fusion_matches_numpy():

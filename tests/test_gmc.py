@@ -206,7 +206,9 @@ def test_gradients_reach_every_encoder_the_fusion_and_the_head(supervised):
         loss = model.compute_loss(x, y, record)
     variables = model.trainable_variables
     grads = dict(zip(map(id, variables), tape.gradient(loss, variables)))
-    parts = {f"{m}_encoder": model.encoders[m] for m in SHAPES} | {f"{m}_joint": model.joint_encoders[m] for m in SHAPES}
+    parts = {f"{m}_encoder": model.encoders[m] for m in SHAPES} | {
+        f"{m}_joint": model.joint_encoders[m] for m in SHAPES
+    }
     parts |= {"fusion": model.fusion, "head": model.head, "objective": model.objective}
     for name, layer in parts.items():
         owned = layer.trainable_variables
@@ -340,7 +342,9 @@ DISTRIBUTED = textwrap.dedent(
 def test_two_replicas_give_the_loss_and_gradients_of_one_device(tmp_path):
     script = tmp_path / "distributed_gmc.py"
     script.write_text(DISTRIBUTED)
-    out = subprocess.run([sys.executable, str(script)], check=False, capture_output=True, text=True, cwd=ROOT, timeout=240)
+    out = subprocess.run(
+        [sys.executable, str(script)], check=False, capture_output=True, text=True, cwd=ROOT, timeout=240
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     rows = {line.split()[0]: [float(v) for v in line.split()[1:]] for line in out.stdout.splitlines()}
     for variant in ("official", "paper"):

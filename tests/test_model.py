@@ -12,7 +12,9 @@ from mmkeras.data.pipeline import make_dataset
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    recipe = mmkeras.recipe_from_dict(synthetic_recipe(model__joint_encoders="separate", model__fusion={"name": "concat"}))
+    recipe = mmkeras.recipe_from_dict(
+        synthetic_recipe(model__joint_encoders="separate", model__fusion={"name": "concat"})
+    )
     data = mmkeras.load_dataset("arrays", synthetic=True, num_samples=256)
     train = data.load("train")
     model = mmkeras.build_model(recipe)
@@ -62,8 +64,17 @@ def test_reload_in_a_fresh_process_gives_identical_representations(trained, tmp_
         "np.save(sys.argv[3], m.encode(x)); np.save(sys.argv[4], m.encode({'b': x['b']}))"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code, str(path), str(tmp_path / "x.npz"), str(tmp_path / "z.npy"), str(tmp_path / "zb.npy")],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-c",
+            code,
+            str(path),
+            str(tmp_path / "x.npz"),
+            str(tmp_path / "z.npy"),
+            str(tmp_path / "zb.npy"),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert out.returncode == 0, out.stderr[-2000:]
     np.testing.assert_array_equal(np.load(tmp_path / "z.npy"), model.encode(x))
@@ -87,7 +98,9 @@ def test_concat_fusion_ignores_missing_features():
     masks = {"a": np.ones(2, "float32"), "b": np.array([1.0, 0.0], "float32")}
     h1 = {"a": np.ones((2, 2), "float32"), "b": np.ones((2, 2), "float32")}
     h2 = {"a": h1["a"], "b": np.array([[1.0, 1.0], [9.0, -9.0]], "float32")}
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(fusion(h1, masks)), keras.ops.convert_to_numpy(fusion(h2, masks)))
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(fusion(h1, masks)), keras.ops.convert_to_numpy(fusion(h2, masks))
+    )
 
 
 def test_objective_can_ask_for_two_views_and_single_modality_joints():
@@ -98,7 +111,12 @@ def test_objective_can_ask_for_two_views_and_single_modality_joints():
         needs_single_modality_joints = True
 
     recipe = mmkeras.recipe_from_dict(
-        synthetic_recipe(modalities__a={"encoder": {"name": "mlp"}, "augment": [{"name": "gaussian_noise", "params": {"stddev": 1.0}}]})
+        synthetic_recipe(
+            modalities__a={
+                "encoder": {"name": "mlp"},
+                "augment": [{"name": "gaussian_noise", "params": {"stddev": 1.0}}],
+            }
+        )
     )
     model = mmkeras.build_model(recipe, {"a": [16], "b": [8, 8, 1]}, compile=False)
     model = mmkeras.model.MultimodalModel(
@@ -110,7 +128,11 @@ def test_objective_can_ask_for_two_views_and_single_modality_joints():
     v1, v2 = (keras.ops.convert_to_numpy(v["latents"]["a"]) for v in train["views"])
     assert not np.allclose(v1, v2)  # each view draws its own augmentation
     np.testing.assert_allclose(
-        keras.ops.convert_to_numpy(train["views"][0]["latents"]["b"]), keras.ops.convert_to_numpy(train["views"][1]["latents"]["b"]), rtol=1e-6
+        keras.ops.convert_to_numpy(train["views"][0]["latents"]["b"]),
+        keras.ops.convert_to_numpy(train["views"][1]["latents"]["b"]),
+        rtol=1e-6,
     )  # b has no augmentation
     infer = model(x, training=False)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(infer["joint_single"]["a"]), model.encode({"a": x["a"]}), rtol=1e-5)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(infer["joint_single"]["a"]), model.encode({"a": x["a"]}), rtol=1e-5
+    )

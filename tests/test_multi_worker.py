@@ -49,7 +49,9 @@ def free_ports(n):
 
 
 def tf_config(ports, index):
-    return json.dumps({"cluster": {"worker": [f"localhost:{p}" for p in ports]}, "task": {"type": "worker", "index": index}})
+    return json.dumps(
+        {"cluster": {"worker": [f"localhost:{p}" for p in ports]}, "task": {"type": "worker", "index": index}}
+    )
 
 
 def load(path):
@@ -60,13 +62,22 @@ def load(path):
 def test_two_workers_match_one_device(tmp_path):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     env.pop("TF_CONFIG", None)
-    single = subprocess.run([sys.executable, "-c", STEP_SCRIPT, str(tmp_path / "one.npz")], env=env, capture_output=True, text=True, timeout=300)
+    single = subprocess.run(
+        [sys.executable, "-c", STEP_SCRIPT, str(tmp_path / "one.npz")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert single.returncode == 0, single.stderr[-3000:]
     ports = free_ports(2)
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", STEP_SCRIPT, str(tmp_path / f"w{i}.npz")],
-            env={**env, "TF_CONFIG": tf_config(ports, i)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**env, "TF_CONFIG": tf_config(ports, i)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for i in range(2)
     ]
@@ -86,9 +97,27 @@ def start_cluster(recipe, run, ports, epochs):
     workers = ",".join(f"localhost:{p}" for p in ports)
     return [
         subprocess.Popen(
-            [sys.executable, "-m", "mmkeras.cli", "train", str(recipe), "--output", str(run), "--verbose", "2",
-             "--workers", workers, "--worker-index", str(i), "--set", f"train.epochs={epochs}"],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [
+                sys.executable,
+                "-m",
+                "mmkeras.cli",
+                "train",
+                str(recipe),
+                "--output",
+                str(run),
+                "--verbose",
+                "2",
+                "--workers",
+                workers,
+                "--worker-index",
+                str(i),
+                "--set",
+                f"train.epochs={epochs}",
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         for i in range(len(ports))
     ]
@@ -97,15 +126,22 @@ def start_cluster(recipe, run, ports, epochs):
 @pytest.mark.slow
 def test_killed_cluster_resumes_without_losing_an_epoch(tmp_path):
     recipe = tmp_path / "mw.yaml"
-    recipe.write_text(yaml.safe_dump({
-        "name": "mw", "seed": 0,
-        "data": {"dataset": "arrays", "params": {"synthetic": True, "num_samples": 8192}, "batch_size": 16},
-        "modalities": {"a": {"encoder": {"name": "mlp", "params": {"hidden_units": [64]}}},
-                       "b": {"encoder": {"name": "mlp", "params": {"hidden_units": [64]}}}},
-        "model": {"feature_dim": 16, "latent_dim": 8, "head": {"name": "mlp", "params": {"normalize": True}}},
-        "objective": {"name": "infonce"},
-        "evaluate": [],
-    }))
+    recipe.write_text(
+        yaml.safe_dump(
+            {
+                "name": "mw",
+                "seed": 0,
+                "data": {"dataset": "arrays", "params": {"synthetic": True, "num_samples": 8192}, "batch_size": 16},
+                "modalities": {
+                    "a": {"encoder": {"name": "mlp", "params": {"hidden_units": [64]}}},
+                    "b": {"encoder": {"name": "mlp", "params": {"hidden_units": [64]}}},
+                },
+                "model": {"feature_dim": 16, "latent_dim": 8, "head": {"name": "mlp", "params": {"normalize": True}}},
+                "objective": {"name": "infonce"},
+                "evaluate": [],
+            }
+        )
+    )
     run = tmp_path / "run"
     procs = start_cluster(recipe, run, free_ports(2), epochs=4)
     state = run / "state.json"

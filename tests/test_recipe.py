@@ -52,7 +52,10 @@ def test_yaml_syntax_error_names_the_line(tmp_path):
 def test_unknown_key_with_line_and_suggestion(tmp_path):
     p = write(tmp_path, GOOD.replace("train: {epochs: 3}", "train: {epoch: 3}"))
     [msg] = problems(p)
-    assert msg == f"{p.resolve()}:12: train.epoch: unknown key; did you mean 'epochs'? (allowed: epochs, jit_compile, mixed_precision, optimizer, steps_per_epoch)"
+    assert (
+        msg == f"{p.resolve()}:12: train.epoch: unknown key; did you mean 'epochs'? "
+        "(allowed: epochs, jit_compile, mixed_precision, optimizer, steps_per_epoch)"
+    )
 
 
 def test_wrong_type_names_key_and_expectation(tmp_path):
@@ -70,7 +73,10 @@ def test_misspelled_component_suggests(tmp_path):
 def test_unknown_component_parameter(tmp_path):
     p = write(tmp_path, GOOD.replace("hidden_units: [16]", "hiden_units: [16]"))
     [msg] = problems(p)
-    assert msg.startswith(f"{p.resolve()}:8: modalities.a.encoder.params.hiden_units: mlp has no parameter 'hiden_units'; did you mean 'hidden_units'?")
+    assert msg.startswith(
+        f"{p.resolve()}:8: modalities.a.encoder.params.hiden_units: "
+        "mlp has no parameter 'hiden_units'; did you mean 'hidden_units'?"
+    )
 
 
 def test_every_problem_is_reported_at_once(tmp_path):
@@ -142,7 +148,11 @@ def test_changing_a_component_name_drops_the_old_params(tmp_path):
     write(tmp_path, GOOD, "base.yaml")
     child = write(tmp_path, "extends: base.yaml\nname: child\nobjective: {name: cosine}\n")
     assert load_recipe(child).objective.params == {}
-    same = write(tmp_path, "extends: base.yaml\nname: same\nobjective: {name: infonce, params: {learnable_temperature: true}}\n", "same.yaml")
+    same = write(
+        tmp_path,
+        "extends: base.yaml\nname: same\nobjective: {name: infonce, params: {learnable_temperature: true}}\n",
+        "same.yaml",
+    )
     assert load_recipe(same).objective.params == {"temperature": 0.2, "learnable_temperature": True}
     r = load_recipe(tmp_path / "base.yaml", ["objective.name=cosine"])
     assert r.objective.name == "cosine" and r.objective.params == {}

@@ -60,7 +60,11 @@ def test_skipped_rows_are_counted_in_the_run_report(tmp_path):
     (tmp_path / "a7.npy").write_bytes(b"not an array")
     (tmp_path / "data.csv").write_text("\n".join(rows) + "\n")
     doc = synthetic_recipe(train__epochs=1, evaluate=[])
-    doc["data"] = {"dataset": "files", "params": {"manifest": str(tmp_path / "data.csv"), "label": "label", "on_error": "skip", "test_fraction": 0.25}, "batch_size": 16}
+    doc["data"] = {
+        "dataset": "files",
+        "params": {"manifest": str(tmp_path / "data.csv"), "label": "label", "on_error": "skip", "test_fraction": 0.25},
+        "batch_size": 16,
+    }
     doc["modalities"]["b"] = {"encoder": {"name": "mlp", "params": {"hidden_units": [8]}}}
     recipe = tmp_path / "files.yaml"
     recipe.write_text(yaml.safe_dump(doc))

@@ -80,7 +80,9 @@ def test_generated_project_declares_its_plugin_and_is_lint_clean(kind, tmp_path,
     assert meta["project"]["dependencies"] == ["mmkeras>=0.1"]
     ruff = subprocess.run(
         [sys.executable, "-m", "ruff", "check", "--isolated", "--select", "E,F,W,I,UP,B", "--line-length", "120", "."],
-        cwd=root, capture_output=True, text=True,
+        cwd=root,
+        capture_output=True,
+        text=True,
     )
     assert ruff.returncode == 0, ruff.stdout
     # the example recipe validates once the component is registered (here in-process, without installing)
@@ -116,8 +118,12 @@ def test_first_party_distributions_declare_this_api(fresh_registry):
 
 def test_plugin_for_another_api_is_refused_before_import(tmp_path, fresh_registry, monkeypatch):
     name = fake_distribution(tmp_path, "future-plugin", [f"v{PLUGIN_API_VERSION + 1}"])
-    both = fake_distribution(tmp_path, "bridge-plugin", [f"v{PLUGIN_API_VERSION}", f"v{PLUGIN_API_VERSION + 1}"],
-                             "import keras\n\nclass Encoder(keras.layers.Layer):\n    pass")
+    both = fake_distribution(
+        tmp_path,
+        "bridge-plugin",
+        [f"v{PLUGIN_API_VERSION}", f"v{PLUGIN_API_VERSION + 1}"],
+        "import keras\n\nclass Encoder(keras.layers.Layer):\n    pass",
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     fresh_registry.discover(force=True)
     entry = fresh_registry.entry("encoders", name)
@@ -172,7 +178,9 @@ def inputs_of(recipe):
 """
 
 # `mmkeras train`, run by its main(); the trained model's outputs are recorded just before it is saved
-TRAIN = INPUTS + """
+TRAIN = (
+    INPUTS
+    + """
 import sys
 
 import numpy as np
@@ -193,8 +201,11 @@ def save_recording_outputs(self, path, *args, **kwargs):
 MultimodalModel.save = save_recording_outputs
 sys.exit(main(["train", recipe_path, "--output", run_dir, "--verbose", "0", *(f"--set={o}" for o in overrides)]))
 """
+)
 
-RELOAD = INPUTS + """
+RELOAD = (
+    INPUTS
+    + """
 import json
 import sys
 
@@ -205,6 +216,7 @@ model = mmkeras.load_model(f"{run_dir}/model.keras")
 np.save(out, model.encode(inputs_of(mmkeras.load_recipe(f"{run_dir}/recipe.yaml"))))
 print(json.dumps(sorted({type(layer).__module__ for layer in model._flatten_layers()})))
 """
+)
 
 
 def run(args, cwd=None, timeout=600):

@@ -120,9 +120,7 @@ class FreqMask(_BandMask):
 class Gain(Augmentation):
     """Multiplies each sample (a waveform or any amplitude signal) by ``10^(g/20)``, g ~ U(min_db, max_db)."""
 
-    def __init__(
-        self, min_db: float = -6.0, max_db: float = 6.0, rate: float = 1.0, seed: int | None = None, **kwargs
-    ):
+    def __init__(self, min_db: float = -6.0, max_db: float = 6.0, rate: float = 1.0, seed: int | None = None, **kwargs):
         super().__init__(rate=rate, seed=seed, **kwargs)
         if min_db > max_db:
             raise ValueError(f"{self.what}: needs min_db <= max_db, got {min_db}, {max_db}")
@@ -180,9 +178,7 @@ class RandomDrop(Augmentation):
     exactly round(f * n) steps, chosen uniformly. CoMM's "drop" for sequences and time series
     (Dufumier et al., ICLR 2025): max_fraction 0.8, applied with probability 0.5."""
 
-    def __init__(
-        self, max_fraction: float = 0.8, axis: int = 1, rate: float = 0.5, seed: int | None = None, **kwargs
-    ):
+    def __init__(self, max_fraction: float = 0.8, axis: int = 1, rate: float = 0.5, seed: int | None = None, **kwargs):
         super().__init__(rate=rate, seed=seed, **kwargs)
         if not 0.0 <= max_fraction <= 1.0:
             raise ValueError(f"{self.what}: max_fraction must be in [0, 1], got {max_fraction}")

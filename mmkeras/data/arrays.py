@@ -79,7 +79,7 @@ class ArraysDataset(Dataset):
         self._check_split(split)
         arrays = self._splits[split]
         inputs = {k: v.astype("float32") for k, v in arrays.items() if k != LABELS and not k.startswith(MASK_PREFIX)}
-        masks = {k[len(MASK_PREFIX):]: v.astype("float32") for k, v in arrays.items() if k.startswith(MASK_PREFIX)}
+        masks = {k[len(MASK_PREFIX) :]: v.astype("float32") for k, v in arrays.items() if k.startswith(MASK_PREFIX)}
         labels = arrays[LABELS].astype("int64") if LABELS in arrays else None
         try:
             return DataSplit(inputs, labels, masks)

@@ -74,6 +74,4 @@ class Dataset:
 
     def _check_split(self, split: str) -> None:
         if split not in self.splits:
-            raise ValueError(
-                f"{type(self).__name__} has no split {split!r}; expected one of {list(self.splits)}"
-            )
+            raise ValueError(f"{type(self).__name__} has no split {split!r}; expected one of {list(self.splits)}")

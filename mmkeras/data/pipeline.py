@@ -60,9 +60,7 @@ def make_dataset(
     x, y = select(split, modalities, where)
     n = len(y)
     if drop_remainder and n < batch_size:
-        raise DataError(
-            f"{where} has {n} rows, fewer than data.batch_size={batch_size}; lower data.batch_size"
-        )
+        raise DataError(f"{where} has {n} rows, fewer than data.batch_size={batch_size}; lower data.batch_size")
     tensors = tf.nest.map_structure(tf.convert_to_tensor, (x, y))
     ds = tf.data.Dataset.range(n)
     if shuffle:

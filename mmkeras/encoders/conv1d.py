@@ -43,7 +43,9 @@ class Conv1DEncoder(keras.layers.Layer):
             layers.Conv1D(f, k, strides=s, padding="same", use_bias=not self.batch_norm, name=f"conv_{i}")
             for i, (f, k, s) in enumerate(zip(self.filters, self.kernel_sizes, self.strides))
         ]
-        self.norms = [layers.BatchNormalization(name=f"bn_{i}") for i in range(len(self.convs))] if self.batch_norm else []
+        self.norms = (
+            [layers.BatchNormalization(name=f"bn_{i}") for i in range(len(self.convs))] if self.batch_norm else []
+        )
         self.act = layers.Activation(activation)
         self.flatten = layers.Flatten()
         self.out = layers.Dense(self.output_dim, name="projection")

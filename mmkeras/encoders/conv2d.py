@@ -35,10 +35,14 @@ class Conv2DEncoder(keras.layers.Layer):
         self.use_bias = bool(use_bias)
         self.batch_norm = bool(batch_norm)
         self.convs = [
-            layers.Conv2D(f, self.kernel_size, strides=self.strides, padding="same", use_bias=self.use_bias, name=f"conv_{i}")
+            layers.Conv2D(
+                f, self.kernel_size, strides=self.strides, padding="same", use_bias=self.use_bias, name=f"conv_{i}"
+            )
             for i, f in enumerate(self.filters)
         ]
-        self.norms = [layers.BatchNormalization(name=f"bn_{i}") for i in range(len(self.filters))] if self.batch_norm else []
+        self.norms = (
+            [layers.BatchNormalization(name=f"bn_{i}") for i in range(len(self.filters))] if self.batch_norm else []
+        )
         self.act = layers.Activation(activation)
         self.flatten = layers.Flatten()
         self.out = layers.Dense(self.output_dim, name="projection")

@@ -28,7 +28,9 @@ class MLPEncoder(keras.layers.Layer):
         self.activation = activation
         self.dropout = float(dropout)
         self.flatten = layers.Flatten()
-        self.hidden = [layers.Dense(u, activation=activation, name=f"dense_{i}") for i, u in enumerate(self.hidden_units)]
+        self.hidden = [
+            layers.Dense(u, activation=activation, name=f"dense_{i}") for i, u in enumerate(self.hidden_units)
+        ]
         self.drop = layers.Dropout(self.dropout) if self.dropout else None
         self.out = layers.Dense(self.output_dim, name="projection")
 

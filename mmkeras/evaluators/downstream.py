@@ -73,7 +73,10 @@ class Downstream(Evaluator):
         for subset in subsets:
             rows = _present_rows(test, list(subset))
             if rows.any():
-                tests[subset_name(subset, mods)] = (model.encode(_inputs(test, mods, rows), list(subset)), test.labels[rows])
+                tests[subset_name(subset, mods)] = (
+                    model.encode(_inputs(test, mods, rows), list(subset)),
+                    test.labels[rows],
+                )
         runs: dict[str, list[float]] = {name: [] for name in tests}
         for s in range(self.seeds):
             classify = self._fit(z_train, y_train, num_classes, self.seed + s)

@@ -58,7 +58,11 @@ class LinearCCA(Evaluator):
             if rows.sum() < 2:
                 continue
             rho = canonical_correlations(codes[a][rows], codes[b][rows], self.ridge)[: self.top_k]
-            pairs[f"{a}+{b}"] = {"correlations": [float(r) for r in rho], "mean": float(rho.mean()), "rows": int(rows.sum())}
+            pairs[f"{a}+{b}"] = {
+                "correlations": [float(r) for r in rho],
+                "mean": float(rho.mean()),
+                "rows": int(rows.sum()),
+            }
         return {"pairs": pairs, "top_k": self.top_k, "split": self.split}
 
     def report(self, results: dict[str, Any]) -> str:
@@ -66,7 +70,9 @@ class LinearCCA(Evaluator):
         head = " | ".join(f"rho_{i + 1}" for i in range(shown))
         rows = "\n".join(
             f"| {pair} | {r['mean']:.3f} | "
-            + " | ".join([f"{c:.3f}" for c in r["correlations"][:shown]] + [""] * (shown - len(r["correlations"][:shown])))
+            + " | ".join(
+                [f"{c:.3f}" for c in r["correlations"][:shown]] + [""] * (shown - len(r["correlations"][:shown]))
+            )
             + " |"
             for pair, r in results["pairs"].items()
         )

@@ -50,7 +50,11 @@ class LinearProbe(Evaluator):
             clf = probe or self._fit(model.encode(train.inputs, list(subset)), train.labels, num_classes)
             z = model.encode(test.inputs, list(subset))
             accuracy[subset_name(subset, mods)] = float(np.mean(clf(z) == test.labels))
-        return {"accuracy": accuracy, "train_on": self.train_on, "chance": float(np.bincount(test.labels).max() / len(test.labels))}
+        return {
+            "accuracy": accuracy,
+            "train_on": self.train_on,
+            "chance": float(np.bincount(test.labels).max() / len(test.labels)),
+        }
 
     def _fit(self, z: np.ndarray, y: np.ndarray, num_classes: int):
         import keras
@@ -58,7 +62,10 @@ class LinearProbe(Evaluator):
         mean, std = z.mean(0), z.std(0) + 1e-6
         keras.utils.set_random_seed(self.seed)
         clf = keras.Sequential(
-            [keras.Input((z.shape[1],)), keras.layers.Dense(num_classes, kernel_regularizer=keras.regularizers.l2(self.l2))]
+            [
+                keras.Input((z.shape[1],)),
+                keras.layers.Dense(num_classes, kernel_regularizer=keras.regularizers.l2(self.l2)),
+            ]
         )
         clf.compile(
             optimizer=keras.optimizers.Adam(self.learning_rate),

@@ -117,7 +117,9 @@ class UMAPPlot(Evaluator):
         return text
 
 
-def _plot(e_complete: np.ndarray, e_single: np.ndarray, labels: np.ndarray, modality: str, method: str, path: Path) -> None:
+def _plot(
+    e_complete: np.ndarray, e_single: np.ndarray, labels: np.ndarray, modality: str, method: str, path: Path
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")

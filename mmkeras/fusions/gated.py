@@ -34,7 +34,9 @@ class GatedFusion(Fusion):
     def build(self, features_shape, masks_shape=None):
         names = sorted(features_shape)
         total = sum(int(features_shape[n][-1]) for n in names)
-        self.gates = {n: layers.Dense(int(features_shape[n][-1]), activation="sigmoid", name=f"gate_{n}") for n in names}
+        self.gates = {
+            n: layers.Dense(int(features_shape[n][-1]), activation="sigmoid", name=f"gate_{n}") for n in names
+        }
         self.projections = {n: layers.Dense(self.output_dim, use_bias=False, name=f"projection_{n}") for n in names}
         for n in names:
             self.gates[n].build((None, total))

@@ -29,7 +29,9 @@ class DenseDecoder(keras.layers.Layer):
         self.hidden_units = [int(u) for u in hidden_units]
         self.activation = activation
         self.output_activation = output_activation
-        self.hidden = [layers.Dense(u, activation=activation, name=f"dense_{i}") for i, u in enumerate(self.hidden_units)]
+        self.hidden = [
+            layers.Dense(u, activation=activation, name=f"dense_{i}") for i, u in enumerate(self.hidden_units)
+        ]
         self.out = layers.Dense(math.prod(self.target_shape), activation=output_activation, name="reconstruction")
 
     def build(self, input_shape):

@@ -26,7 +26,9 @@ class MLPHead(keras.layers.Layer):
         self.hidden_units = [int(u) for u in hidden_units]
         self.activation = activation
         self.normalize = bool(normalize)
-        self.hidden = [layers.Dense(u, activation=activation, name=f"dense_{i}") for i, u in enumerate(self.hidden_units)]
+        self.hidden = [
+            layers.Dense(u, activation=activation, name=f"dense_{i}") for i, u in enumerate(self.hidden_units)
+        ]
         self.out = layers.Dense(self.output_dim, name="projection")
 
     def call(self, h):

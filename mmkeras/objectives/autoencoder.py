@@ -104,7 +104,9 @@ class MultimodalAutoencoder(Objective):
             )
         missing = sorted(set(self.decoders) - set(outputs_shape["inputs"]))
         if missing:
-            raise ValueError(f"multimodal_autoencoder: no input for decoder targets {missing} to take their shapes from")
+            raise ValueError(
+                f"multimodal_autoencoder: no input for decoder targets {missing} to take their shapes from"
+            )
         targets = {t: [int(d) for d in outputs_shape["inputs"][t][1:]] for t in sorted(self.decoders)}
         self._make_decoders(code_dim, targets)
 

@@ -9,9 +9,9 @@ class Objective(keras.layers.Layer):
     """Base class of objectives: ``call(outputs, labels=None) -> {"loss": scalar, **metrics}``.
 
     ``outputs`` is the :class:`~mmkeras.model.MultimodalModel` record: ``features`` and
-    ``latents`` (per modality), ``joint_feature`` and ``joint``, ``masks``, and ``inputs`` (the un-augmented inputs). Objectives run
-    in float32 whatever the mixed-precision policy, and return this replica's *local
-    contribution* to the loss (see :mod:`mmkeras.distribute`).
+    ``latents`` (per modality), ``joint_feature`` and ``joint``, ``masks``, and ``inputs`` (the
+    un-augmented inputs). Objectives run in float32 whatever the mixed-precision policy, and
+    return this replica's *local contribution* to the loss (see :mod:`mmkeras.distribute`).
     """
 
     #: forward passes per batch, each with its own augmentation draw (the record gets ``views``)

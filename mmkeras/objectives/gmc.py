@@ -102,7 +102,9 @@ def gmc_terms(
         positive = inv_tau * ops.sum(z_j * z_m, axis=-1)
         if variant == "official":
             jm = inv_tau * ops.matmul(z_j, ops.transpose(z_m_all))
-            joint_rows = ops.logsumexp(ops.concatenate([ops.where(neg_ok, jj, _NEG), ops.where(col_ok, jm, _NEG)], 1), 1)
+            joint_rows = ops.logsumexp(
+                ops.concatenate([ops.where(neg_ok, jj, _NEG), ops.where(col_ok, jm, _NEG)], 1), 1
+            )
             mod_rows = ops.logsumexp(ops.concatenate([ops.where(col_ok, mj, _NEG), ops.where(neg_ok, mm, _NEG)], 1), 1)
             per_row = ops.concatenate([joint_rows - positive, mod_rows - positive], 0)
             weights = ops.concatenate([m, m], 0)

@@ -110,4 +110,3 @@ class InfoNCE(Objective):
             "temperature": self.temperature,
             "learnable_temperature": self.learnable_temperature,
         }
-

@@ -165,8 +165,23 @@ SHAPE_POLYGONS: dict[str, list[tuple[list[tuple[float, float]], bool]]] = {
     "pentagon": [(_regular(5), True)],
     "star": [(_star(), True)],
     "cross": [
-        ([(-0.3, -1), (0.3, -1), (0.3, -0.3), (1, -0.3), (1, 0.3), (0.3, 0.3), (0.3, 1), (-0.3, 1),
-          (-0.3, 0.3), (-1, 0.3), (-1, -0.3), (-0.3, -0.3)], True)
+        (
+            [
+                (-0.3, -1),
+                (0.3, -1),
+                (0.3, -0.3),
+                (1, -0.3),
+                (1, 0.3),
+                (0.3, 0.3),
+                (0.3, 1),
+                (-0.3, 1),
+                (-0.3, 0.3),
+                (-1, 0.3),
+                (-1, -0.3),
+                (-0.3, -0.3),
+            ],
+            True,
+        )
     ],
     "heart": [(_heart(), True)],
     "crescent": [(_regular(48), True), ([(x + 0.5, y - 0.2) for x, y in _regular(48, 0.85)], False)],
@@ -233,7 +248,9 @@ def render(shape: int, texture: int, colour: int, image_size: int, rng: np.rando
     draw = ImageDraw.Draw(mask_img)
     cos, sin = math.cos(angle), math.sin(angle)
     for vertices, filled in SHAPE_POLYGONS[SHAPES[shape]]:
-        points = [((cx + RADIUS * (x * cos - y * sin)) * n, (cy + RADIUS * (x * sin + y * cos)) * n) for x, y in vertices]
+        points = [
+            ((cx + RADIUS * (x * cos - y * sin)) * n, (cy + RADIUS * (x * sin + y * cos)) * n) for x, y in vertices
+        ]
         draw.polygon(points, fill=255 if filled else 0)
     inside = np.asarray(mask_img) > 0
 
@@ -376,7 +393,9 @@ class Trifeatures(Dataset):
         """The cache file of ``split``, e.g. ``trifeatures_v1_train_n10000_s32_seed0.npz``."""
         self._check_split(split)
         bias = "_biased" if self.is_biased(split) else ""
-        name = f"trifeatures_v{FORMAT_VERSION}_{split}_n{self.sizes[split]}_s{self.image_size}_seed{self.seed}{bias}.npz"
+        name = (
+            f"trifeatures_v{FORMAT_VERSION}_{split}_n{self.sizes[split]}_s{self.image_size}_seed{self.seed}{bias}.npz"
+        )
         return self.cache_dir / name
 
     def prepare(self, progress: bool = True) -> None:
@@ -387,7 +406,9 @@ class Trifeatures(Dataset):
                 continue
             start = time.perf_counter()
             if progress:
-                print(f"trifeatures: rendering {self.sizes[split]} {split} pairs at {self.image_size} px", file=sys.stderr)
+                print(
+                    f"trifeatures: rendering {self.sizes[split]} {split} pairs at {self.image_size} px", file=sys.stderr
+                )
             images = self._render(split)
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             _write(path, {"images": images, "pairs": self.pairs(split)})

@@ -219,18 +219,20 @@ def test_a_trifeatures_recipe_trains_under_xla_with_simclr_augmentations(tmp_pat
     from mmkeras.data.pipeline import make_dataset
 
     augment = [{"name": name, "params": {}} for name in ALL]
-    recipe = mmkeras.recipe_from_dict({
-        "name": "trifeatures-simclr",
-        "seed": 0,
-        "data": {"dataset": "trifeatures", "params": {"size": "tiny", "data_dir": str(tmp_path)}, "batch_size": 32},
-        "modalities": {
-            m: {"encoder": {"name": "conv2d", "params": {"filters": [8], "kernel_size": 3}}, "augment": augment}
-            for m in ("image1", "image2")
-        },
-        "model": {"feature_dim": 8, "latent_dim": 8, "head": {"name": "mlp", "params": {"normalize": True}}},
-        "objective": {"name": "infonce", "params": {"temperature": 0.1}},
-        "train": {"epochs": 1, "jit_compile": True},
-    })
+    recipe = mmkeras.recipe_from_dict(
+        {
+            "name": "trifeatures-simclr",
+            "seed": 0,
+            "data": {"dataset": "trifeatures", "params": {"size": "tiny", "data_dir": str(tmp_path)}, "batch_size": 32},
+            "modalities": {
+                m: {"encoder": {"name": "conv2d", "params": {"filters": [8], "kernel_size": 3}}, "augment": augment}
+                for m in ("image1", "image2")
+            },
+            "model": {"feature_dim": 8, "latent_dim": 8, "head": {"name": "mlp", "params": {"normalize": True}}},
+            "objective": {"name": "infonce", "params": {"temperature": 0.1}},
+            "train": {"epochs": 1, "jit_compile": True},
+        }
+    )
     model = mmkeras.build_model(recipe)
     assert model.jit_compile
     split = dataset_of(recipe).load("train")
