@@ -7,13 +7,15 @@ from typing import Any
 
 import pydantic
 
-from mmkeras.data.base import DataSplit, Dataset
+from mmkeras.data.base import Dataset, DataSplit
 from mmkeras.errors import ComponentError, RecipeError
 from mmkeras.recipe import ComponentSpec, Recipe, params_model
 from mmkeras.registry import parameters, registry
 
 
-def instantiate(kind: str, spec: ComponentSpec, where: str, defaults: dict[str, Any] | None = None, **extra: Any) -> Any:
+def instantiate(
+    kind: str, spec: ComponentSpec, where: str, defaults: dict[str, Any] | None = None, **extra: Any
+) -> Any:
     """Create the component ``spec`` names, with its params validated against its signature.
 
     ``defaults`` fill parameters the recipe leaves out (only those the class declares).
@@ -66,6 +68,9 @@ def make_optimizer(recipe: Recipe):
         "rmsprop": keras.optimizers.RMSprop,
     }
     optimizer = classes[opt.name](**kwargs)
+    if opt.name == "adamw":
+        # AdamW decays weights only: biases and normalisation scales/offsets are left alone
+        optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
     if recipe.train.mixed_precision == "float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
@@ -112,7 +117,9 @@ def build_model(
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     with scope:
         encoders = {
-            m: instantiate("encoders", recipe.modalities[m].encoder, f"modalities.{m}.encoder", dims, name=f"{m}_encoder")
+            m: instantiate(
+                "encoders", recipe.modalities[m].encoder, f"modalities.{m}.encoder", dims, name=f"{m}_encoder"
+            )
             for m in modalities
         }
         augmentations = {
@@ -133,7 +140,9 @@ def build_model(
         fusion = instantiate("fusions", recipe.model.fusion, "model.fusion", dims, name="fusion")
         head = None
         if recipe.model.head is not None:
-            head = instantiate("heads", recipe.model.head, "model.head", {"output_dim": recipe.model.latent_dim}, name="head")
+            head = instantiate(
+                "heads", recipe.model.head, "model.head", {"output_dim": recipe.model.latent_dim}, name="head"
+            )
         objective = instantiate("objectives", recipe.objective, "objective", name="objective")
         model = MultimodalModel(
             encoders,
@@ -151,4 +160,3 @@ def build_model(
         if compile:
             model.compile(optimizer=make_optimizer(recipe), jit_compile=resolve_jit_compile(recipe, strategy))
     return model
-
