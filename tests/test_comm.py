@@ -222,6 +222,7 @@ def test_logistic_solution_is_stationary_and_shrinks_with_l2():
     x = rng.normal(size=(300, 4)).astype("float32")
     y = (x[:, 0] + 0.5 * rng.normal(size=300) > 0).astype(int) + (x[:, 1] > 1).astype(int)
     norms = []
+    sw = rng.uniform(0.5, 2.0, size=300)
     for l2 in (1.0, 0.1, 0.01):
         w, b = fit_logistic(x, y, 3, l2, iterations=5000, tol=1e-6)
         logits = x @ w + b
@@ -233,6 +234,27 @@ def test_logistic_solution_is_stationary_and_shrinks_with_l2():
         assert np.abs(err.mean(0)).max() < 1e-5
         norms.append(np.linalg.norm(w))
     assert norms[0] < norms[1] < norms[2]
+    # with sample weights: the weighted-mean gradient vanishes
+    w, b = fit_logistic(x, y, 3, 0.1, iterations=5000, tol=1e-6, sample_weight=sw)
+    logits = x @ w + b
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    err = sw[:, None] * (p / p.sum(1, keepdims=True) - np.eye(3)[y])
+    assert np.abs(x.T @ err / sw.sum() + 0.1 * w).max() < 1e-5
+
+
+def test_balanced_class_weights_find_the_rare_class():
+    from mmkeras.evaluators.probe import LogisticProbe
+
+    # 10% positives shifted by one standard deviation: the unweighted fit predicts "negative" almost everywhere
+    rng = np.random.default_rng(3)
+    y = (rng.random(2000) < 0.1).astype(int)
+    z = rng.normal(size=(2000, 1)) + y[:, None]
+    plain = LogisticProbe(l2_grid=[1e-3]).probe(z[:1500], y[:1500], z[1500:], y[1500:])
+    weighted = LogisticProbe(l2_grid=[1e-3], class_weight="balanced").probe(z[:1500], y[:1500], z[1500:], y[1500:])
+    assert plain["balanced_accuracy"] == pytest.approx(0.5, abs=0.02)
+    assert weighted["balanced_accuracy"] > 0.6  # the best threshold gives Phi(0.5) = 0.69
+    with pytest.raises(ValueError, match="class_weight must be one of"):
+        LogisticProbe(class_weight="auto")
 
 
 def test_probe_chooses_l2_without_looking_at_test():

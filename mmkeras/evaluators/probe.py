@@ -14,6 +14,7 @@ from mmkeras.errors import DataError, MMKerasError
 from mmkeras.evaluators.base import Evaluator
 
 REPRESENTATIONS = ("joint", "modalities")
+CLASS_WEIGHTS = ("none", "balanced")
 
 
 def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -31,14 +32,19 @@ def fit_logistic(
     tol: float = 1e-5,
     start: tuple[np.ndarray, np.ndarray] | None = None,
     memory: int = 10,
+    sample_weight: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Multinomial logistic regression minimising mean cross-entropy + l2/2 ||W||^2 (the bias is not
-    penalised) by L-BFGS (``memory`` pairs, Armijo backtracking) from ``start`` (W, b) or zeros,
-    until the largest gradient entry is below ``tol`` or after ``iterations`` steps. Deterministic.
-    Returns ``(W [d, K], b [K])``."""
+    """Multinomial logistic regression minimising the mean cross-entropy, weighted by ``sample_weight``
+    (default 1), + l2/2 ||W||^2 (the bias is not penalised) by L-BFGS (``memory`` pairs, Armijo
+    backtracking) from ``start`` (W, b) or zeros, until the largest gradient entry is below ``tol``
+    or after ``iterations`` steps. Deterministic. Returns ``(W [d, K], b [K])``."""
     n, d = x.shape
     xb = np.concatenate([np.asarray(x, np.float64), np.ones((n, 1))], axis=1)
     onehot = np.eye(num_classes)[y]
+    if sample_weight is not None:
+        onehot = onehot * np.asarray(sample_weight, np.float64)[:, None]  # rows of the weighted targets sum to w_i
+    row_weight = onehot.sum(axis=1, keepdims=True)
+    total_weight = float(row_weight.sum())
     penalty = np.full((d + 1, 1), float(l2))
     penalty[-1] = 0.0
     shape = (d + 1, num_classes)
@@ -49,8 +55,8 @@ def fit_logistic(
         logits -= logits.max(axis=1, keepdims=True)
         e = np.exp(logits)
         total = e.sum(axis=1, keepdims=True)
-        loss = -np.sum(onehot * (logits - np.log(total))) / n + 0.5 * np.sum(penalty * w * w)
-        return loss, (xb.T @ (e / total - onehot) / n + penalty * w).ravel()
+        loss = -np.sum(onehot * (logits - np.log(total))) / total_weight + 0.5 * np.sum(penalty * w * w)
+        return loss, (xb.T @ (row_weight * e / total - onehot) / total_weight + penalty * w).ravel()
 
     theta = np.zeros(shape) if start is None else np.concatenate([start[0], start[1][None]]).astype(np.float64)
     theta = theta.ravel()
@@ -118,6 +124,7 @@ class LogisticProbe(Evaluator):
         validation_fraction: float = 0.2,
         l2_grid: list[float] = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5),  # type: ignore[assignment]
         iterations: int = 300,
+        class_weight: str = "none",
         seed: int = 0,
     ):
         if representation not in REPRESENTATIONS:
@@ -134,12 +141,14 @@ class LogisticProbe(Evaluator):
             raise ValueError(f"logistic_probe: l2_grid must be a non-empty list of non-negative numbers, got {l2_grid}")
         if iterations < 1:
             raise ValueError(f"logistic_probe: iterations must be at least 1, got {iterations}")
+        if class_weight not in CLASS_WEIGHTS:
+            raise ValueError(f"logistic_probe: class_weight must be one of {list(CLASS_WEIGHTS)}, got {class_weight!r}")
         self.tasks = {str(k): dict(v or {}) for k, v in (tasks or {}).items()}
         self.dataset, self.dataset_params = dataset, dict(dataset_params or {})
         self.representation = representation
         self.validation_fraction = float(validation_fraction)
         self.l2_grid = sorted((float(v) for v in l2_grid), reverse=True)
-        self.iterations, self.seed = int(iterations), int(seed)
+        self.iterations, self.class_weight, self.seed = int(iterations), class_weight, int(seed)
         self._encoded: list[tuple[dict[str, np.ndarray], np.ndarray]] = []
 
     # -- data ------------------------------------------------------------------------------
@@ -200,7 +209,7 @@ class LogisticProbe(Evaluator):
             z_test, y_test = self._features(model, test, f"{name} test")
             results[name] = self.probe(z_train, y_train, z_test, y_test)
         self._encoded = []
-        return {"tasks": results, "representation": self.representation}
+        return {"tasks": results, "representation": self.representation, "class_weight": self.class_weight}
 
     def probe(self, z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, y_test: np.ndarray) -> dict[str, Any]:
         """Choose l2 on a held-out part of the training rows, refit on all of them, score the test rows."""
@@ -210,14 +219,17 @@ class LogisticProbe(Evaluator):
         order = np.random.default_rng(self.seed).permutation(len(z_train))
         held = max(1, round(self.validation_fraction * len(z_train)))
         val, fit = order[:held], order[held:]
+        weights = self._weights(y_train, num_classes)
         scores, solutions, start = {}, {}, None
         for l2 in self.l2_grid:  # strongest first, each fit warm-started from the previous one
             start = solutions[l2] = fit_logistic(
-                z_train[fit], y_train[fit], num_classes, l2, self.iterations, start=start
+                z_train[fit], y_train[fit], num_classes, l2, self.iterations, start=start, sample_weight=weights[fit]
             )
             scores[l2] = balanced_accuracy(y_train[val], np.argmax(z_train[val] @ start[0] + start[1], axis=1))
         best = max(self.l2_grid, key=lambda v: scores[v])  # max keeps the first (strongest) of ties
-        w, b = fit_logistic(z_train, y_train, num_classes, best, self.iterations, start=solutions[best])
+        w, b = fit_logistic(
+            z_train, y_train, num_classes, best, self.iterations, start=solutions[best], sample_weight=weights
+        )
         return {
             "balanced_accuracy": balanced_accuracy(y_test, np.argmax(z_test @ w + b, axis=1)),
             "train_balanced_accuracy": balanced_accuracy(y_train, np.argmax(z_train @ w + b, axis=1)),
@@ -228,6 +240,13 @@ class LogisticProbe(Evaluator):
             "num_test": len(y_test),
         }
 
+    def _weights(self, y: np.ndarray, num_classes: int) -> np.ndarray:
+        """Per-row loss weights: 1, or n / (K n_y) for ``class_weight="balanced"`` (each class weighs the same)."""
+        if self.class_weight == "none":
+            return np.ones(len(y))
+        counts = np.bincount(y, minlength=num_classes).astype(np.float64)
+        return len(y) / (np.count_nonzero(counts) * counts[y])
+
     def report(self, results: dict[str, Any]) -> str:
         rows = "\n".join(
             f"| {name} | {100 * r['balanced_accuracy']:.2f} | {100 * r['validation_balanced_accuracy']:.2f} "
@@ -235,7 +254,8 @@ class LogisticProbe(Evaluator):
             for name, r in results["tasks"].items()
         )
         return (
-            f"Logistic probe on frozen {results['representation']} representations: balanced accuracy (%) on test, "
-            "l2 chosen on a validation split held out from train.\n\n"
+            f"Logistic probe on frozen {results['representation']} representations (class weights: "
+            f"{results.get('class_weight', 'none')}): balanced accuracy (%) on test, l2 chosen on a validation "
+            "split held out from train.\n\n"
             f"| task | test | validation | l2 | chance |\n|---|---|---|---|---|\n{rows}\n"
         )

@@ -150,7 +150,8 @@ class TransformerFusion(Fusion):
                 self.positions[n] = sincos_2d(h // p, w // p, self.width)
             else:
                 raise ValueError(
-                    f"modality {n!r}: the transformer fusion takes [B, d], [B, T, d] or [B, H, W, C] features, got {shape}"
+                    f"modality {n!r}: the transformer fusion takes [B, d], [B, T, d] or [B, H, W, C] "
+                    f"features, got {shape}"
                 )
             self.projections[n] = layers.Dense(self.width, name=f"tokens_{n}")
             self.projections[n].build((None, size))

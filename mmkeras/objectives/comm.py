@@ -33,36 +33,21 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from mmkeras.distribute import cross_replica_gather, local_contribution
 from mmkeras.objectives.base import Objective
-from mmkeras.objectives.infonce import info_nce_scaled, l2_normalize
+from mmkeras.objectives.gmc import gmc_terms
+from mmkeras.objectives.infonce import info_nce_scaled
 
-_NEG = -1e9
 NCE_FORMS = ("ntxent", "clip")
 
 
 def nt_xent(z_a, z_b, temperature: float = 0.1, mask=None):
     """SimCLR's symmetric NT-Xent between two [B, d] views (row i of each is a positive pair):
     the mean over the 2B anchors of [a; b] of the cross-entropy against the 2B - 1 other rows.
-    Returns this replica's contribution to the mean; ``mask`` [B] marks the rows that take part."""
-    a, b = l2_normalize(z_a), l2_normalize(z_b)
-    m = ops.ones((ops.shape(a)[0],), "float32") if mask is None else ops.cast(mask, "float32")
-    all_a, offset = cross_replica_gather(a)
-    all_b, _ = cross_replica_gather(b)
-    all_m, _ = cross_replica_gather(m)
-    targets = ops.arange(ops.shape(a)[0]) + offset
-    not_self = ops.expand_dims(targets, 1) != ops.expand_dims(ops.arange(ops.shape(all_a)[0]), 0)
-    valid = ops.expand_dims(all_m, 0) > 0
-    scale = 1.0 / temperature
+    Returns this replica's contribution to the mean; ``mask`` [B] marks the rows that take part.
 
-    def anchors(x, same, other):
-        cross = ops.where(valid, scale * ops.matmul(x, ops.transpose(other)), _NEG)
-        intra = ops.where(valid & not_self, scale * ops.matmul(x, ops.transpose(same)), _NEG)
-        positive = ops.take_along_axis(cross, ops.expand_dims(targets, 1), axis=1)[:, 0]
-        return ops.logsumexp(ops.concatenate([cross, intra], axis=1), axis=1) - positive
-
-    per_row = 0.5 * (anchors(a, all_a, all_b) + anchors(b, all_b, all_a))
-    return local_contribution(ops.where(m > 0, per_row, 0.0), m)
+    GMC's official loss term is this same NT-Xent (with the joint as one view), so it is computed
+    by :func:`mmkeras.objectives.gmc.gmc_terms` (global negatives, masks, float32)."""
+    return gmc_terms(z_a, [z_b], temperature, None if mask is None else [mask], variant="official")["0"]
 
 
 def contrast(z_a, z_b, temperature: float, mask, form: str):
