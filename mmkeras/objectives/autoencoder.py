@@ -30,7 +30,7 @@ from keras import ops
 
 from mmkeras.distribute import local_contribution
 from mmkeras.errors import RecipeError
-from mmkeras.objectives.base import Objective
+from mmkeras.objectives.base import DecodingObjective
 
 
 def _check_decoders(decoders: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -57,7 +57,7 @@ def _row_mse(prediction, target):
 
 
 @keras.saving.register_keras_serializable(package="mmkeras")
-class MultimodalAutoencoder(Objective):
+class MultimodalAutoencoder(DecodingObjective):
     """Reconstruction of every modality from the joint code and from each modality's own code.
 
     decoders: ``{modality: {name: dense_decoder | conv2d_decoder | <any head>, params: {...}}}``;
@@ -109,27 +109,6 @@ class MultimodalAutoencoder(Objective):
             )
         targets = {t: [int(d) for d in outputs_shape["inputs"][t][1:]] for t in sorted(self.decoders)}
         self._make_decoders(code_dim, targets)
-
-    def _make_decoders(self, code_dim: int, target_shapes: dict[str, list[int]]) -> None:
-        from mmkeras.builder import instantiate
-        from mmkeras.recipe import ComponentSpec
-
-        for t, shape in target_shapes.items():
-            spec = ComponentSpec(name=self.decoders[t]["name"], params=self.decoders[t]["params"])
-            decoder = instantiate(
-                "heads", spec, f"objective.params.decoders.{t}", {"output_shape": shape}, name=f"{t}_decoder"
-            )
-            decoder.build((None, code_dim))
-            self.decoder_layers[t] = decoder
-        self._shapes = {"code_dim": code_dim, "target_shapes": target_shapes}
-        self.built = True
-
-    def get_build_config(self):
-        return self._shapes
-
-    def build_from_config(self, config):
-        if config:
-            self._make_decoders(int(config["code_dim"]), {t: list(s) for t, s in config["target_shapes"].items()})
 
     # -- loss ----------------------------------------------------------------------------
     def _term(self, code, target: str, targets, weight):

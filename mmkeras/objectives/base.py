@@ -29,3 +29,30 @@ class Objective(keras.layers.Layer):
 
     def call(self, outputs, labels=None):
         raise NotImplementedError
+
+
+class DecodingObjective(Objective):
+    """An objective that owns one decoder per target modality, built from head specs
+    (``self.decoders: {modality: {"name", "params"}}``) once the target shapes are known, and
+    rebuilt from its build config when a saved model is loaded."""
+
+    def _make_decoders(self, code_dim: int, target_shapes: dict[str, list[int]]) -> None:
+        from mmkeras.builder import instantiate
+        from mmkeras.recipe import ComponentSpec
+
+        for t, shape in target_shapes.items():
+            spec = ComponentSpec(name=self.decoders[t]["name"], params=self.decoders[t]["params"])
+            decoder = instantiate(
+                "heads", spec, f"objective.params.decoders.{t}", {"output_shape": shape}, name=f"{t}_decoder"
+            )
+            decoder.build((None, code_dim))
+            self.decoder_layers[t] = decoder
+        self._shapes = {"code_dim": code_dim, "target_shapes": target_shapes}
+        self.built = True
+
+    def get_build_config(self):
+        return self._shapes
+
+    def build_from_config(self, config):
+        if config:
+            self._make_decoders(int(config["code_dim"]), {t: list(s) for t, s in config["target_shapes"].items()})

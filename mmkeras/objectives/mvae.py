@@ -41,7 +41,7 @@ from mmkeras.distribute import local_contribution, num_replicas
 from mmkeras.errors import RecipeError
 from mmkeras.fusions.base import Fusion
 from mmkeras.objectives.autoencoder import _check_decoders
-from mmkeras.objectives.base import Objective
+from mmkeras.objectives.base import DecodingObjective
 
 LIKELIHOODS = ("gaussian", "bernoulli", "categorical")
 EPS = 1e-6  # keeps log(probability) finite for decoders that saturate
@@ -106,7 +106,7 @@ class ProductOfExperts(Fusion):
 
 
 @keras.saving.register_keras_serializable(package="mmkeras")
-class MVAE(Objective):
+class MVAE(DecodingObjective):
     """The MVAE negative ELBO over the complete set, each single modality and ``random_subsets``
     random subsets (module docstring).
 
@@ -186,27 +186,6 @@ class MVAE(Objective):
             raise ValueError(f"mvae: no input for decoder targets {missing} to take their shapes from")
         targets = {t: [int(d) for d in outputs_shape["inputs"][t][1:]] for t in sorted(self.decoders)}
         self._make_decoders(next(iter(sizes.values())) // 2, targets)
-
-    def _make_decoders(self, code_dim: int, target_shapes: dict[str, list[int]]) -> None:
-        from mmkeras.builder import instantiate
-        from mmkeras.recipe import ComponentSpec
-
-        for t, shape in target_shapes.items():
-            spec = ComponentSpec(name=self.decoders[t]["name"], params=self.decoders[t]["params"])
-            decoder = instantiate(
-                "heads", spec, f"objective.params.decoders.{t}", {"output_shape": shape}, name=f"{t}_decoder"
-            )
-            decoder.build((None, code_dim))
-            self.decoder_layers[t] = decoder
-        self._shapes = {"code_dim": code_dim, "target_shapes": target_shapes}
-        self.built = True
-
-    def get_build_config(self):
-        return self._shapes
-
-    def build_from_config(self, config):
-        if config:
-            self._make_decoders(int(config["code_dim"]), {t: list(s) for t, s in config["target_shapes"].items()})
 
     # -- loss ----------------------------------------------------------------------------
     def kl_weight(self):
