@@ -8,7 +8,6 @@ the same directory resumes from the checkpoint; raising ``train.epochs`` continu
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from pathlib import Path
@@ -16,8 +15,10 @@ from typing import Any
 
 import yaml
 
+from mmkeras.checkpoint import EpochRecorder, NonFiniteGuard, list_checkpoints, read_history_rows, restore
 from mmkeras.errors import MMKerasError
 from mmkeras.recipe import ComponentSpec, Recipe
+from mmkeras.safe_io import LOCK_NAME, RunLock, atomic_write, atomic_write_text, remove_stale_temporaries
 
 # keys a resumed run may change without making it a different run
 _RESUMABLE_KEYS = {("train", "epochs"), ("evaluate",)}
@@ -55,10 +56,25 @@ class RunDirectory:
         self.metrics_file = self.path / "metrics.json"
         self.report_file = self.path / "report.md"
 
+    def check_usable(self) -> None:
+        """Refuse a path that is a file, or a non-empty directory that is not a run."""
+        if self.path.exists() and not self.path.is_dir():
+            raise MMKerasError(f"{self.path} is a file, not a run directory; pass --output NEW_DIR")
+        if self.path.is_dir() and not self.recipe_file.exists():
+            if any(p.name != LOCK_NAME for p in self.path.iterdir()):
+                raise MMKerasError(f"{self.path} exists and is not an mmkeras run directory; pass --output NEW_DIR")
+
     def claim(self, recipe: Recipe) -> None:
         """Create the directory, or check that it holds a run of this same recipe."""
+        self.check_recipe(recipe)
+        self.path.mkdir(parents=True, exist_ok=True)
+        _atomic_write(self.recipe_file, recipe.to_yaml())
+
+    def check_recipe(self, recipe: Recipe) -> None:
+        """Raise, changing nothing, unless the directory is new or holds a run of ``recipe``."""
+        self.check_usable()
         if self.recipe_file.exists():
-            previous = yaml.safe_load(self.recipe_file.read_text())
+            previous = _read_yaml(self.recipe_file)
             try:  # a run written by an older mmkeras lacks keys added since: fill in their defaults
                 from mmkeras.recipe import recipe_from_dict
 
@@ -71,30 +87,56 @@ class RunDirectory:
                     f"run directory {self.path} holds a run of a different recipe (differs at: "
                     f"{', '.join(diff[:5])}); nothing was changed there. Pass --output NEW_DIR for a new run."
                 )
-        elif self.path.exists() and any(self.path.iterdir()):
-            raise MMKerasError(f"{self.path} exists and is not an mmkeras run directory; pass --output NEW_DIR")
+
+    def lock(self, purpose: str) -> RunLock:
+        """Hold the run directory for this process (see :class:`mmkeras.safe_io.RunLock`)."""
+        self.check_usable()
         self.path.mkdir(parents=True, exist_ok=True)
-        _atomic_write(self.recipe_file, recipe.to_yaml())
+        return RunLock(self.path, purpose)
 
     def state(self) -> dict[str, Any]:
-        return json.loads(self.state_file.read_text()) if self.state_file.exists() else {"epochs_completed": 0}
+        if not self.state_file.exists():
+            return {"epochs_completed": 0}
+        try:
+            state = json.loads(self.state_file.read_text())
+            if not isinstance(state, dict):
+                raise ValueError("not a JSON object")
+            return state
+        except (ValueError, UnicodeDecodeError) as exc:  # the checkpoint, not this record, is what resumes
+            print(f"warning: {self.state_file} is unreadable ({exc}); it will be written again")
+            return {"epochs_completed": 0}
 
     def write_state(self, **state: Any) -> None:
         _atomic_write(self.state_file, json.dumps({**self.state(), **state}, indent=2))
 
     def history(self) -> dict[str, list[float]]:
-        if not self.history_file.exists():
-            return {}
-        with self.history_file.open() as f:
-            rows = list(csv.DictReader(f))
-        by_epoch = {int(r["epoch"]): r for r in rows}  # a resumed epoch replaces its earlier row
+        by_epoch = read_history_rows(self.history_file)  # a resumed epoch replaces its earlier row
         ordered = [by_epoch[e] for e in sorted(by_epoch)]
-        out: dict[str, list[float]] = {"epoch": [e + 1 for e in sorted(by_epoch)]}
-        for key in rows[0] if rows else {}:
+        out: dict[str, list[float]] = {"epoch": [e + 1 for e in sorted(by_epoch)]} if by_epoch else {}
+        for key in ordered[0] if ordered else {}:
             values = [_number(r.get(key)) for r in ordered]
-            if key != "epoch" and all(v is not None for v in values):  # Keras writes NA for absent metrics
+            if key != "epoch" and all(v is not None for v in values):  # NA for metrics absent in some epochs
                 out[key] = values
         return out
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise MMKerasError(
+            f"{path} is corrupt ({str(exc).splitlines()[0]}); restore it or pass --output NEW_DIR"
+        ) from None
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise MMKerasError(f"{path} is corrupt or unreadable ({str(exc).splitlines()[0]})") from None
+    if not isinstance(value, dict):
+        raise MMKerasError(f"{path} is corrupt: expected a JSON object")
+    return value
 
 
 def _number(text: str | None) -> float | None:
@@ -105,9 +147,7 @@ def _number(text: str | None) -> float | None:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    atomic_write_text(path, text)
 
 
 def _is_tty() -> bool:
@@ -117,77 +157,150 @@ def _is_tty() -> bool:
         return False
 
 
+class TrainingFailed(MMKerasError):
+    """Training stopped on a non-finite loss or weights; the last good checkpoint is kept."""
+
+
 def train(recipe: Recipe, output: str | os.PathLike[str] | None = None, verbose: int | str = "auto") -> RunDirectory:
     """Train ``recipe`` into a run directory (default ``runs/<recipe name>``), evaluate it, and
-    write its report. Resumes a run that was interrupted; skips training that is complete."""
-    import keras
+    write its report. Resumes a run that was interrupted; skips training that is complete.
+
+    The directory is locked while this process works in it. A loss that becomes NaN or infinite
+    stops training at once, marks the run ``failed`` and raises :class:`TrainingFailed`."""
+    from mmkeras.distribute import worker_index
+
+    run = RunDirectory(output or Path("runs") / recipe.name)
+    chief = worker_index() == 0  # in multi-worker training only the chief writes the run directory
+    if not chief:
+        return _train(recipe, run, verbose, chief)
+    run.check_recipe(recipe)  # before the lock file exists, so a refused directory is left untouched
+    with run.lock("train"):
+        return _train(recipe, run, verbose, chief)
+
+
+def _train(recipe: Recipe, run: RunDirectory, verbose: int | str, chief: bool) -> RunDirectory:
+    import contextlib
 
     from mmkeras.builder import build_model, input_shapes_of
     from mmkeras.data.pipeline import make_dataset as make_tf_dataset
     from mmkeras.distribute import make_strategy, worker_index
 
-    run = RunDirectory(output or Path("runs") / recipe.name)
     strategy = make_strategy(recipe.distribute.strategy)
     index = worker_index()
-    chief = index == 0  # in multi-worker training only the chief writes the run directory
     if chief:
         run.claim(recipe)
+        for directory in (run.path, run.checkpoint):
+            remove_stale_temporaries(directory)
     dataset, splits = load_splits(recipe)
     modalities = sorted(recipe.modalities)
     train_split, val_split = splits["train"], splits.get("validation")
 
     model = build_model(recipe, input_shapes_of(train_split, modalities), strategy)
+    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     where = f"data ({recipe.data.dataset})"
     batch = recipe.data.batch_size
-    train_ds = make_tf_dataset(
-        train_split, modalities, batch, True, recipe.seed, recipe.data.drop_remainder, recipe.data.deterministic, where
-    )
-    val_ds = None
-    if val_split is not None:
-        val_ds = make_tf_dataset(
-            val_split, modalities, min(batch, len(val_split)), False, recipe.seed, True, True, where + " validation"
-        )
-
     epochs = recipe.train.epochs
-    done = run.state().get("epochs_completed", 0)
     if verbose == "auto":
         verbose = 1 if _is_tty() else 2
-    if done >= epochs and run.model_file.exists():
-        print(f"{run.path}: training already complete ({done} epochs); evaluating the saved model")
-        model.load_weights(run.model_file)
+    state = run.state() if chief else {}
+    complete = state.get("status") == "complete" and state.get("epochs_completed", 0) >= epochs
+    if complete and _load_saved_model(model, run, scope):
+        print(f"{run.path}: training already complete ({state['epochs_completed']} epochs); evaluating the saved model")
     else:
-        if done:
-            print(f"{run.path}: resuming after epoch {done} of {epochs}")
-        # every worker restores the same state; each keeps its own copy so none overwrites another's
-        backup = run.checkpoint if chief else run.checkpoint / f"worker-{index}"
-        callbacks = [keras.callbacks.BackupAndRestore(str(backup), delete_checkpoint=False)]
-        if chief:
-            run.write_state(epochs_completed=done, epochs=epochs, status="training")
-            callbacks += [
-                keras.callbacks.CSVLogger(str(run.history_file), append=True),
-                keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: run.write_state(epochs_completed=e + 1)),
-            ]
-            if keras.backend.backend() == "tensorflow":  # its summary writer is TensorFlow's
-                callbacks.append(keras.callbacks.TensorBoard(str(run.logs)))
-        model.fit(
-            train_ds,
-            epochs=epochs,
-            steps_per_epoch=recipe.train.steps_per_epoch,
-            validation_data=val_ds,
-            callbacks=callbacks,
-            shuffle=False,  # the pipeline shuffles
-            verbose=verbose,
-        )
+        # every worker resumes from the chief's checkpoint; each writes its own copy, so none overwrites another's
+        with scope:
+            done = restore(model, run.checkpoint)
+        if done >= epochs:
+            print(f"{run.path}: all {done} epochs are in the checkpoint; saving the trained model")
+        else:
+            if done:
+                print(f"{run.path}: resuming after epoch {done} of {epochs}")
+            guard = NonFiniteGuard()
+            backup = run.checkpoint if chief else run.checkpoint / f"worker-{index}"
+            callbacks: list[Any] = [guard]
+            if chief:
+                run.write_state(epochs_completed=done, epochs=epochs, status="training", failure=None)
+                callbacks.append(
+                    EpochRecorder(backup, guard, run.history_file, lambda e: run.write_state(epochs_completed=e))
+                )
+                if keras_backend() == "tensorflow":  # its summary writer is TensorFlow's
+                    import keras
+
+                    callbacks.append(keras.callbacks.TensorBoard(str(run.logs)))
+            else:
+                callbacks.append(EpochRecorder(backup, guard))
+            train_ds = make_tf_dataset(
+                train_split,
+                modalities,
+                batch,
+                True,
+                recipe.seed,
+                recipe.data.drop_remainder,
+                recipe.data.deterministic,
+                where,
+            )
+            val_ds = None
+            if val_split is not None:
+                val_ds = make_tf_dataset(
+                    val_split,
+                    modalities,
+                    min(batch, len(val_split)),
+                    False,
+                    recipe.seed,
+                    True,
+                    True,
+                    where + " validation",
+                )
+            model.fit(
+                train_ds,
+                epochs=epochs,
+                initial_epoch=done,
+                steps_per_epoch=recipe.train.steps_per_epoch,
+                validation_data=val_ds,
+                callbacks=callbacks,
+                shuffle=False,  # the pipeline shuffles
+                verbose=verbose,
+            )
+            if guard.failure is not None:
+                kept = list_checkpoints(run.checkpoint)
+                last = f"the checkpoint after epoch {kept[0][0]} is kept" if kept else "no epoch had completed"
+                if chief:
+                    run.write_state(status="failed", failure=guard.failure)
+                raise TrainingFailed(
+                    f"{run.path}: training stopped: {guard.describe()}; the run is marked failed and {last}. "
+                    "Check the data and the recipe (learning rate, temperature), then run the same command to "
+                    "resume from the last good epoch."
+                )
         if not chief:
             return run
-        tmp = run.path / "model.tmp.keras"
-        model.save(tmp)
-        tmp.replace(run.model_file)
-        run.write_state(epochs_completed=epochs, status="complete")
+        atomic_write(run.model_file, lambda tmp: model.save(str(tmp)))
+        run.write_state(epochs_completed=epochs, epochs=epochs, status="complete", failure=None)
 
     results = evaluate(model, recipe.evaluate, splits, run)
     write_report(recipe, run, results, skipped=[str(s) for s in getattr(dataset, "skipped", [])])
     return run
+
+
+def keras_backend() -> str:
+    import keras
+
+    return keras.backend.backend()
+
+
+def _load_saved_model(model: Any, run: RunDirectory, scope: Any) -> bool:
+    """Load the finished run's ``model.keras`` into ``model``; False (and a note) when the file
+    is missing or unreadable, so the caller rebuilds it from the checkpoint."""
+    if not run.model_file.exists():
+        return False
+    try:
+        with scope:
+            if getattr(model, "optimizer", None) is not None and not model.optimizer.built:
+                model.optimizer.build(model.trainable_variables)  # so its saved state loads too, without a warning
+        model.load_weights(str(run.model_file))
+        return True
+    except Exception as exc:  # noqa: BLE001 - any failure to read means: rebuild it from the checkpoint
+        print(f"{run.model_file} cannot be read ({type(exc).__name__}); rebuilding it from the checkpoint")
+        return False
 
 
 def load_splits(recipe: Recipe) -> tuple[Any, dict[str, Any]]:
@@ -218,20 +331,21 @@ def evaluate_run(path: str | os.PathLike[str], specs: list[ComponentSpec] | None
     run = RunDirectory(path)
     if not run.recipe_file.exists():
         raise MMKerasError(f"{run.path} is not an mmkeras run directory (no recipe.yaml)")
-    if not run.model_file.exists():
-        raise MMKerasError(
-            f"{run.path} has no trained model (model.keras): finish training first with "
-            f"`mmkeras train {run.recipe_file} --output {run.path}`"
-        )
-    recipe = load_recipe(str(run.recipe_file))
-    specs = list(specs) if specs else list(recipe.evaluate)
-    if not specs:
-        raise MMKerasError(f"{run.recipe_file} lists no evaluators; name some with --evaluator NAME")
-    model = load_model(str(run.model_file))
-    dataset, splits = load_splits(recipe)
-    results = previous_results(run)
-    results.update(evaluate(model, specs, splits, run))
-    write_report(recipe, run, results, skipped=[str(s) for s in getattr(dataset, "skipped", [])])
+    with run.lock("evaluate"):
+        if not run.model_file.exists():
+            raise MMKerasError(
+                f"{run.path} has no trained model (model.keras): finish training first with "
+                f"`mmkeras train {run.recipe_file} --output {run.path}`"
+            )
+        recipe = load_recipe(str(run.recipe_file))
+        specs = list(specs) if specs else list(recipe.evaluate)
+        if not specs:
+            raise MMKerasError(f"{run.recipe_file} lists no evaluators; name some with --evaluator NAME")
+        model = load_model(str(run.model_file))
+        dataset, splits = load_splits(recipe)
+        results = previous_results(run)
+        results.update(evaluate(model, specs, splits, run))
+        write_report(recipe, run, results, skipped=[str(s) for s in getattr(dataset, "skipped", [])])
     return run
 
 
@@ -239,7 +353,7 @@ def previous_results(run: RunDirectory) -> dict[str, Any]:
     """The evaluation results and reports a run directory's ``metrics.json`` already holds."""
     if not run.metrics_file.exists():
         return {}
-    metrics = json.loads(run.metrics_file.read_text())
+    metrics = _read_json(run.metrics_file)
     reports = metrics.get("reports", {})
     return {
         k: {"name": k, "results": v, "report": reports.get(k, "")} for k, v in metrics.get("evaluation", {}).items()
@@ -377,7 +491,7 @@ def compare_runs(paths: list[str | os.PathLike[str]]) -> str:
             raise MMKerasError(
                 f"{run.path} has no metrics.json: not a finished mmkeras run (train or evaluate it first)"
             )
-        metrics = json.loads(run.metrics_file.read_text())
+        metrics = _read_json(run.metrics_file)
         name = str(run.path)
         columns.append(name)
         cells = {"recipe": metrics.get("recipe", ""), "epochs": metrics.get("epochs", "")}
