@@ -31,7 +31,8 @@ from mmkeras.registry import (
 def build_model(
     recipe: Recipe, input_shapes: dict[str, list[int]] | None = None, strategy: Any = None, compile: bool = True
 ):
-    """A compiled :class:`~mmkeras.model.MultimodalModel` for ``recipe`` (see :mod:`mmkeras.builder`)."""
+    """A compiled :class:`~mmkeras.model.MultimodalModel` for ``recipe`` (see :mod:`mmkeras.builder`),
+    built under ``strategy``, by default the one the recipe's ``distribute.strategy`` names."""
     from mmkeras.builder import build_model as _build
 
     return _build(recipe, input_shapes=input_shapes, strategy=strategy, compile=compile)

@@ -5,11 +5,9 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-import pydantic
-
 from mmkeras.data.base import Dataset, DataSplit
 from mmkeras.errors import ComponentError, RecipeError
-from mmkeras.recipe import ComponentSpec, Recipe, params_model
+from mmkeras.recipe import ComponentSpec, Recipe, check_params
 from mmkeras.registry import parameters, registry
 
 
@@ -29,11 +27,10 @@ def instantiate(
     for key, value in (defaults or {}).items():
         if key in declared and key not in given:
             given[key] = value
-    try:
-        validated = params_model(cls)(**given)
-    except pydantic.ValidationError as exc:
-        problems = [f"{where}.params.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
-        raise RecipeError(problems) from None
+    # the same checks, and messages, as `mmkeras validate`
+    validated, problems = check_params(cls, spec.name, given, (where,))
+    if validated is None:
+        raise RecipeError(problems)
     kwargs = {k: getattr(validated, k) for k in given}
     try:
         return cls(**kwargs, **extra)
@@ -95,7 +92,9 @@ def build_model(
     """A compiled ``MultimodalModel`` for ``recipe``.
 
     ``input_shapes`` (modality -> shape without the batch axis) default to those of the
-    recipe's dataset, which is then prepared and loaded.
+    recipe's dataset, which is then prepared and loaded. ``strategy`` (a ``tf.distribute``
+    strategy) defaults to the recipe's ``distribute.strategy``; the model is built and
+    compiled under its scope, so ``model.fit`` trains under it too.
     """
     import keras
 
@@ -114,6 +113,10 @@ def build_model(
     )
     keras.utils.set_random_seed(recipe.seed)
     dims = {"output_dim": recipe.model.feature_dim}
+    if strategy is None:  # from Python as from the CLI: the recipe names the strategy
+        from mmkeras.distribute import make_strategy
+
+        strategy = make_strategy(recipe.distribute.strategy)
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     with scope:
         encoders = {

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
+import tempfile
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from mmkeras import scaffold
 from mmkeras.errors import MMKerasError
@@ -44,15 +48,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _evaluator_spec(text: str):
     """``NAME`` or a YAML mapping ``{name: NAME, params: {...}}`` from --evaluator."""
-    import yaml
-
+    from mmkeras import safe_yaml
     from mmkeras.errors import RecipeError
     from mmkeras.recipe import ComponentSpec
 
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise RecipeError([f"--evaluator {text!r}: invalid YAML: {exc}"]) from None
+    value = safe_yaml.loads(text, f"--evaluator {text!r}")
     if isinstance(value, str):
         return ComponentSpec(name=value)
     if isinstance(value, dict) and isinstance(value.get("name"), str) and set(value) <= {"name", "params"}:
@@ -92,7 +92,8 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     from mmkeras.registry import registry
 
     registry.discover()
-    problems = registry.load_all()
+    load = args.load or args.strict or args.json
+    problems = _load_plugins_quietly(registry) if load else []
     rows = [
         {
             "kind": e.kind,
@@ -114,8 +115,11 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
             if r["kind"] != current:
                 current = r["kind"]
                 print(f"{current}:")
-            note = f"  [{r['status']}: {r['error']}]" if r["error"] else ("  [clash]" if r["status"] == "clash" else "")
+            clash = len(registry.entries[r["kind"]][r["name"]]) > 1
+            note = f"  [{r['status']}: {r['error']}]" if r["error"] else ("  [clash]" if clash else "")
             print(f"  {r['name']:<22} {r['distribution']} {r['version']}{note}")
+        if not load:
+            print("(read from package metadata; `mmkeras plugins --load` imports each component and shows any broken)")
     if args.strict and problems:
         incompatible = sum(e.status == "incompatible" for e in problems)
         counts = [f"{len(problems) - incompatible} broken or clashing"] if len(problems) > incompatible else []
@@ -125,29 +129,53 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_plugins_quietly(registry: Any) -> list[Any]:
+    """``registry.load_all()`` with whatever the components print on import sent to stderr, so
+    that stdout holds only this command's output (``--json`` stays valid JSON)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)  # C code and os.write(1, ...) too, not only print()
+        with contextlib.redirect_stdout(sys.stderr):
+            return registry.load_all()
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def _cmd_recipes(args: argparse.Namespace) -> int:
-    import yaml
+    from mmkeras import safe_yaml
 
     for path in sorted(SHIPPED.glob("*.yaml")):
-        doc = yaml.safe_load(path.read_text()) or {}
-        if "name" in doc:
+        doc = safe_yaml.load_file(path) or {}
+        if isinstance(doc, dict) and "name" in doc:
             print(f"{path.stem:<24} {doc.get('description', '').splitlines()[0] if doc.get('description') else ''}")
     return 0
 
 
-def _cmd_data_build(args: argparse.Namespace) -> int:
-    import yaml
-
+def _dataset_from_args(args: argparse.Namespace) -> Any:
+    """The dataset ``args.name`` with ``--param KEY=VALUE`` (and ``--size``) as its parameters."""
+    from mmkeras import safe_yaml
     from mmkeras.builder import instantiate
     from mmkeras.recipe import ComponentSpec
 
-    params = {}
+    params: dict[str, Any] = {}
     for item in args.param:
-        key, _, raw = item.partition("=")
-        params[key] = yaml.safe_load(raw)
-    if args.size is not None:
-        params["size"] = yaml.safe_load(args.size)
-    dataset = instantiate("datasets", ComponentSpec(name=args.name, params=params), "dataset")
+        key, eq, raw = item.partition("=")
+        if not eq or not key.strip():
+            raise MMKerasError(f"--param {item}: expected KEY=VALUE, e.g. --param num_samples=512")
+        try:
+            params[key.strip()] = safe_yaml.loads(raw, f"--param {item}") if raw.strip() else None
+        except safe_yaml.InvalidYAML:
+            params[key.strip()] = raw  # not YAML: the text as written
+    if getattr(args, "size", None) is not None:
+        params["size"] = safe_yaml.loads(args.size, f"--size {args.size}")
+    return instantiate("datasets", ComponentSpec(name=args.name, params=params), "dataset")
+
+
+def _cmd_data_build(args: argparse.Namespace) -> int:
+    dataset = _dataset_from_args(args)
     dataset.prepare(progress=True)
     for split in dataset.splits:
         data = dataset.load(split)
@@ -157,24 +185,25 @@ def _cmd_data_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_data_export(args: argparse.Namespace) -> int:
-    import yaml
-
-    from mmkeras.builder import instantiate
     from mmkeras.data.tfrecord import export_all
-    from mmkeras.recipe import ComponentSpec
 
     if args.shards < 1:
         raise MMKerasError(f"--shards must be at least 1, got {args.shards}")
-    params = {}
-    for item in args.param:
-        key, _, raw = item.partition("=")
-        params[key] = yaml.safe_load(raw)
-    dataset = instantiate("datasets", ComponentSpec(name=args.name, params=params), "dataset")
+    dataset = _dataset_from_args(args)
     dataset.prepare(progress=True)
     spec = export_all(dataset, args.out, args.shards)
     for split in dataset.splits:
         info = spec["splits"][split]
         print(f"{args.name} {split}: {info['count']} rows -> {len(info['files'])} TFRecord files in {args.out}")
+    return 0
+
+
+def _cmd_data_info(args: argparse.Namespace) -> int:
+    from mmkeras.data.reference import describe
+    from mmkeras.registry import registry
+
+    dataset = _dataset_from_args(args)
+    print(describe(args.name, dataset, registry.entry("datasets", args.name).distribution), end="")
     return 0
 
 
@@ -226,8 +255,9 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
     v.set_defaults(func=_cmd_validate)
 
-    pl = sub.add_parser("plugins", help="list every component with its distribution and load status")
-    pl.add_argument("--json", action="store_true")
+    pl = sub.add_parser("plugins", help="list every component with its distribution (and, with --load, its status)")
+    pl.add_argument("--load", action="store_true", help="import every component to show which are broken")
+    pl.add_argument("--json", action="store_true", help="every component as JSON, with its load status (imports them)")
     pl.add_argument("--strict", action="store_true", help="exit 1 if any plugin is broken, clashes or is incompatible")
     pl.set_defaults(func=_cmd_plugins)
 
@@ -257,22 +287,149 @@ def parser() -> argparse.ArgumentParser:
     x.add_argument("--out", required=True, help="the output directory")
     x.add_argument("--shards", type=int, default=1, help="files per split; at least the number of workers")
     x.set_defaults(func=_cmd_data_export)
+    i = dsub.add_parser("info", help="print a data set's modalities, shapes, dtypes, splits, labels (builds nothing)")
+    i.add_argument("name")
+    i.add_argument("--size", default=None, help="a named size or a number of rows (datasets that take one)")
+    i.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="a dataset parameter")
+    i.set_defaults(func=_cmd_data_info)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF C++ start-up chatter hides our output
+    if not args.debug:
+        _quiet_tensorflow()
     try:
         return args.func(args)
     except MMKerasError as exc:
         if args.debug:
             traceback.print_exc()
+            _print_plugin_tracebacks()
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a read-only or full disk, a permission, a path that is a file: the user's to fix
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {_describe_os_error(exc, args)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted; run the same command again to resume", file=sys.stderr)
         return 130
+
+
+def _describe_os_error(exc: OSError, args: argparse.Namespace) -> str:
+    """One line naming the path and the cause; an OSError raised by a write() names no path,
+    so the command's output is named instead."""
+    what = exc.strerror or str(exc) or type(exc).__name__
+    paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    if paths:
+        return f"{' -> '.join(paths)}: {what}"
+    where = getattr(args, "output", None) or getattr(args, "run_dir", None) or getattr(args, "out", None)
+    if where is None and args.command == "train":
+        where = "the run directory under runs/"
+    return f"{what} (while writing {where})" if where else what
+
+
+def _print_plugin_tracebacks() -> None:
+    """Under --debug: the plugin's own traceback for every plugin that failed to import (a recipe
+    error names the plugin, but the import happened elsewhere)."""
+    registry_module = sys.modules.get("mmkeras.registry")
+    if registry_module is None:
+        return
+    for entry in registry_module.registry.all_entries():
+        if entry.traceback:
+            print(f"{entry.kind[:-1]} {entry.name!r} ({entry.distribution}) failed to import:", file=sys.stderr)
+            print(entry.traceback, end="", file=sys.stderr)
+
+
+# lines TensorFlow writes to fd 2 while it loads, before TF_CPP_MIN_LOG_LEVEL takes effect (TF >= 2.19
+# logs them through absl before absl::InitializeLog); anything else it writes is passed on
+_TF_START_UP_NOISE = (
+    "All log messages before absl::InitializeLog() is called",
+    "cudart_stub.cc",
+    "Could not find cuda drivers",
+    "oneDNN custom operations are on",
+    "cpu_feature_guard.cc",
+    "This TensorFlow binary is optimized to use available CPU instructions",
+    "Unable to register cuDNN factory",
+    "Unable to register cuFFT factory",
+    "Unable to register cuBLAS factory",
+    "computation_placer.cc",
+    "TF-TRT Warning: Could not find TensorRT",
+)
+
+
+def _quiet_tensorflow() -> None:
+    """Make TensorFlow's first import, whoever triggers it, quiet: the C++ log level is set before
+    it loads, its start-up lines are dropped, and its Python loggers report errors only."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # also "failed call to cuInit" on a machine without a GPU
+    import logging
+
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    if "tensorflow" in sys.modules or any(isinstance(f, _QuietTensorFlowImport) for f in sys.meta_path):
+        return
+    sys.meta_path.insert(0, _QuietTensorFlowImport())
+
+
+class _QuietTensorFlowImport:
+    """A meta-path finder that lets ``import tensorflow`` run as usual, with fd 2 filtered."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name != "tensorflow":
+            return None
+        import importlib.machinery
+
+        sys.meta_path.remove(self)  # once: only the first import prints start-up lines
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _FilteredLoader(spec.loader)
+        return spec
+
+
+class _FilteredLoader:
+    """Delegates to TensorFlow's own loader; runs the package's ``__init__`` with fd 2 filtered."""
+
+    def __init__(self, loader: Any):
+        self._loader = loader
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._loader, name)
+
+    def create_module(self, spec: Any) -> Any:
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: Any) -> None:
+        with _filtered_stderr(_TF_START_UP_NOISE):
+            self._loader.exec_module(module)
+        if "absl.logging" in sys.modules:  # TF imports absl; its Python warnings are TF's internals
+            sys.modules["absl.logging"].set_verbosity("error")
+
+
+@contextlib.contextmanager
+def _filtered_stderr(noise: tuple[str, ...]) -> Iterator[None]:
+    """Capture what anything in the process (C++ included) writes to fd 2, then pass on every
+    line that contains none of ``noise``."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no usable fd 2: nothing to filter
+        yield
+        return
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError, ValueError):
+                sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            text = capture.read().decode("utf-8", "replace")
+            kept = [line for line in text.splitlines(keepends=True) if not any(n in line for n in noise)]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
 
 
 if __name__ == "__main__":

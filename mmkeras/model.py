@@ -186,11 +186,21 @@ class MultimodalModel(keras.Model):
             tracker.update_state(result[name] * replicas)
         return result["loss"]
 
+    def fit(self, x=None, *args, **kwargs):
+        # mmkeras pipelines shuffle themselves; for a tf.data dataset Keras's default
+        # shuffle=True is ignored with a warning on every call
+        if hasattr(x, "element_spec"):
+            kwargs.setdefault("shuffle", False)
+        return super().fit(x, *args, **kwargs)
+
     # -- inference -----------------------------------------------------------------------
     def encode(self, inputs: dict[str, Any], modalities: list[str] | None = None, batch_size: int = 512) -> np.ndarray:
         """The joint representation of ``inputs`` (numpy arrays or tensors), using only
-        ``modalities`` (default: every modality given). Returns a numpy array [N, latent]."""
-        chosen = [m for m in (modalities or [k for k in inputs if k != MASKS])]
+        ``modalities`` (default: every modality of the model given in ``inputs``; inputs the
+        model has no encoder for are ignored). Returns a numpy array [N, latent]."""
+        chosen = list(modalities) if modalities is not None else [m for m in self.modalities if m in inputs]
+        if not chosen:
+            raise ValueError(f"no modality of this model ({self.modalities}) is in the inputs ({sorted(inputs)})")
         bad = [m for m in chosen if m not in self.encoders]
         if bad:
             raise ValueError(f"unknown modalities {bad}; this model has {self.modalities}")

@@ -64,7 +64,9 @@ class Entry:
             raise ComponentError(self.describe_failure())
         try:
             obj = self.loader() if self.loader else self.obj
-        except Exception as exc:  # a broken plugin must not break anything else
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - a plugin's SystemExit at import must not end the process
             self.status = "broken"
             self.error = f"{type(exc).__name__}: {exc}"
             self.traceback = traceback.format_exc()
@@ -103,13 +105,16 @@ class Registry:
                 if own:
                     kept[kind][name] = own
         self.entries = kept
-        declared = _declared_apis()
+        every = md.entry_points()  # one scan of the installed distributions, not one per group
+        declared = _declared_apis(every)
+        about: dict[int, tuple[str, str]] = {}  # each distribution's METADATA parsed once, not once per entry point
         for kind in KINDS:
             seen: set[tuple[str, str, str]] = set()
-            for ep in md.entry_points(group=GROUP_PREFIX + kind):
+            for ep in every.select(group=GROUP_PREFIX + kind):
                 dist = getattr(ep, "dist", None)
-                dist_name = dist.metadata["Name"] if dist is not None else "<unknown>"
-                dist_version = dist.version if dist is not None else "?"
+                if id(dist) not in about:
+                    about[id(dist)] = (dist.metadata["Name"], dist.version) if dist is not None else ("<unknown>", "?")
+                dist_name, dist_version = about[id(dist)]
                 key = (ep.name, ep.value, dist_name)
                 if key in seen:  # the same distribution seen twice on sys.path
                     continue
@@ -192,10 +197,10 @@ class Registry:
         return [e for kind in KINDS for name in sorted(self.entries[kind]) for e in self.entries[kind][name]]
 
 
-def _declared_apis() -> dict[str, set[str]]:
+def _declared_apis(every: md.EntryPoints) -> dict[str, set[str]]:
     """Distribution name -> the names of its ``mmkeras.api`` entry points (metadata only)."""
     out: dict[str, set[str]] = {}
-    for ep in md.entry_points(group=API_GROUP):
+    for ep in every.select(group=API_GROUP):
         dist = getattr(ep, "dist", None)
         if dist is not None:
             out.setdefault(dist.metadata["Name"], set()).add(ep.name)

@@ -1,9 +1,15 @@
 """Training runs: a run directory that holds everything a run made, and resumes.
 
-``<run>/recipe.yaml`` (resolved recipe), ``checkpoint/`` (weights, optimizer state and epoch
-after every epoch), ``logs/`` (TensorBoard), ``history.csv``, ``model.keras`` (the trained
-model), ``metrics.json``, ``report.md`` and ``figures/``. Re-running the same recipe into
-the same directory resumes from the checkpoint; raising ``train.epochs`` continues training.
+``<run>/recipe.yaml`` (resolved recipe), ``checkpoint/`` (weights and optimizer state after
+every epoch, the two newest kept), ``logs/`` (TensorBoard), ``history.csv``, ``state.json``,
+``model.keras`` (the trained model), ``metrics.json``, ``report.md`` and ``figures/``.
+Re-running the same recipe into the same directory resumes from the checkpoint; raising
+``train.epochs`` continues training.
+
+Every file is written to a temporary name and renamed into place (:mod:`mmkeras.safe_io`), so
+a kill at any moment leaves each file whole; the directory is locked while a process trains
+or evaluates in it; a non-finite loss stops training and marks the run ``failed``
+(:mod:`mmkeras.checkpoint`).
 """
 
 from __future__ import annotations
@@ -185,13 +191,13 @@ def _train(recipe: Recipe, run: RunDirectory, verbose: int | str, chief: bool) -
     from mmkeras.data.pipeline import make_dataset as make_tf_dataset
     from mmkeras.distribute import make_strategy, worker_index
 
+    dataset, splits = load_splits(recipe)  # data problems surface before anything is written
     strategy = make_strategy(recipe.distribute.strategy)
     index = worker_index()
     if chief:
         run.claim(recipe)
         for directory in (run.path, run.checkpoint):
             remove_stale_temporaries(directory)
-    dataset, splits = load_splits(recipe)
     modalities = sorted(recipe.modalities)
     train_split, val_split = splits["train"], splits.get("validation")
 
@@ -277,7 +283,7 @@ def _train(recipe: Recipe, run: RunDirectory, verbose: int | str, chief: bool) -
         run.write_state(epochs_completed=epochs, epochs=epochs, status="complete", failure=None)
 
     results = evaluate(model, recipe.evaluate, splits, run)
-    write_report(recipe, run, results, skipped=[str(s) for s in getattr(dataset, "skipped", [])])
+    write_report(recipe, run, results, skipped=_skipped_rows(dataset))
     return run
 
 
@@ -306,19 +312,49 @@ def _load_saved_model(model: Any, run: RunDirectory, scope: Any) -> bool:
 def load_splits(recipe: Recipe) -> tuple[Any, dict[str, Any]]:
     """The recipe's data set (built and cached if needed) and its splits: ``train`` and
     ``validation`` (held out by ``data.validation_split`` with the recipe's seed, as in
-    training), and ``test`` when the data set has one."""
+    training), and ``test`` when the data set has one.
+
+    Every split is checked for NaN and infinite values and for modalities of zeros
+    (:func:`mmkeras.data.checks.check_finite`): an error naming the modality, split and first
+    bad row, or with the dataset's ``on_error: skip`` the rows dropped and listed in the report."""
     from mmkeras.builder import make_dataset
     from mmkeras.data.pipeline import split_validation
 
     dataset = make_dataset(recipe)
     dataset.prepare()
-    train_split, val_split = split_validation(dataset.load("train"), recipe.data.validation_split, recipe.seed)
+    on_error = getattr(dataset, "on_error", "raise")  # files has it; every other dataset raises
+    dropped: list[str] = []
+    train, more = _checked(dataset.load("train"), "train", recipe, on_error)
+    dropped += more
+    train_split, val_split = split_validation(train, recipe.data.validation_split, recipe.seed)
     splits = {"train": train_split}
     if val_split is not None:
         splits["validation"] = val_split
     if "test" in dataset.splits:
-        splits["test"] = dataset.load("test")
+        splits["test"], more = _checked(dataset.load("test"), "test", recipe, on_error)
+        dropped += more
+    dataset.dropped_nonfinite = dropped
     return dataset, splits
+
+
+def _checked(split: Any, name: str, recipe: Recipe, on_error: str) -> tuple[Any, list[str]]:
+    from mmkeras.data.base import DataSplit
+    from mmkeras.data.checks import check_finite
+
+    if on_error == "skip":
+        return check_finite(split, name, recipe.data.dataset, "skip")
+    # only the modalities the recipe reads: a zero or NaN column it ignores harms nothing
+    used = DataSplit(
+        {m: a for m, a in split.inputs.items() if m in recipe.modalities},
+        split.labels,
+        {m: a for m, a in split.masks.items() if m in recipe.modalities},
+    )
+    check_finite(used, name, recipe.data.dataset, "raise")
+    return split, []
+
+
+def _skipped_rows(dataset: Any) -> list[str]:
+    return [str(s) for s in getattr(dataset, "skipped", [])] + list(getattr(dataset, "dropped_nonfinite", []))
 
 
 def evaluate_run(path: str | os.PathLike[str], specs: list[ComponentSpec] | None = None) -> RunDirectory:
@@ -345,7 +381,7 @@ def evaluate_run(path: str | os.PathLike[str], specs: list[ComponentSpec] | None
         dataset, splits = load_splits(recipe)
         results = previous_results(run)
         results.update(evaluate(model, specs, splits, run))
-        write_report(recipe, run, results, skipped=[str(s) for s in getattr(dataset, "skipped", [])])
+        write_report(recipe, run, results, skipped=_skipped_rows(dataset))
     return run
 
 

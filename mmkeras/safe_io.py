@@ -47,9 +47,11 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) ->
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(exc, OSError):  # a failed write() names no file: say which one
+            raise MMKerasError(f"cannot write {path}: {exc.strerror or exc}") from exc
         raise
     _fsync_dir(path.parent)
 

@@ -77,6 +77,13 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+def _range(metadata: list[Any]) -> str:
+    """' (> 0)', ' (>= 0, <= 1)' from a field's pydantic constraints; '' when it has none."""
+    signs = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+    parts = [f"{sign} {getattr(m, key)}" for m in metadata for key, sign in signs.items() if hasattr(m, key)]
+    return f" ({', '.join(parts)})" if parts else ""
+
+
 def _key_rows(model: type[BaseModel], prefix: str) -> list[str]:
     rows = []
     for name, field in model.model_fields.items():
@@ -85,8 +92,18 @@ def _key_rows(model: type[BaseModel], prefix: str) -> list[str]:
         else:
             value = field.get_default(call_default_factory=True)
             default = f"`{value.model_dump() if isinstance(value, BaseModel) else value!r}`"
-        rows.append(f"| `{prefix}{name}` | {_type_name(field.annotation)} | {default} | {field.description or ''} |")
+        kind = _type_name(field.annotation) + _range(field.metadata)
+        rows.append(f"| `{prefix}{name}` | {kind} | {default} | {field.description or ''} |")
     return rows
+
+
+def _constraints(field: Any) -> list[Any]:
+    """The range constraints of a parameter, also when they sit inside ``X | None``."""
+    found = list(field.metadata)
+    for arg in typing.get_args(field.annotation):
+        found += list(getattr(arg, "__metadata__", ()))
+        found += [m for a in getattr(arg, "__metadata__", ()) for m in getattr(a, "metadata", ())]
+    return found
 
 
 def recipe_reference_markdown() -> str:
@@ -125,9 +142,10 @@ def recipe_reference_markdown() -> str:
             except ComponentError:
                 continue
             hints = typing.get_type_hints(cls.__init__) if hasattr(cls, "__init__") else {}
+            fields = params_model(cls).model_fields
             params = []
             for pname, p in parameters(cls).items():
-                t = _type_name(hints[pname]) if pname in hints else ""
+                t = _type_name(hints[pname]) + _range(_constraints(fields[pname])) if pname in hints else ""
                 d = "" if p.default is p.empty else f" = {p.default!r}"
                 params.append(f"`{pname}`{': ' + t if t else ''}{d}")
             doc = (inspect.getdoc(cls) or "").split("\n\n")[0].replace("\n", " ").replace("|", "\\|")

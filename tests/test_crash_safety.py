@@ -129,3 +129,38 @@ def test_a_corrupt_history_is_read_past_not_a_traceback(tmp_path):
     # two interleaved writers, as before the run lock: a second header and a torn row
     (run / "history.csv").write_text("epoch,loss\n0,1.5\nepoch,loss\n1,1.25\n2,1.\n3\n")
     assert RunDirectory(run).history() == {"epoch": [1, 2, 3], "loss": [1.5, 1.25, 1.0]}
+
+
+@pytest.mark.parametrize(
+    "poison, expected",
+    [
+        ("nan", "modality 'a'"),
+        ("zeros", "modality 'b'"),
+    ],
+)
+def test_nan_data_or_a_modality_of_zeros_never_makes_a_complete_run(tmp_path, poison, expected):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    arrays = {
+        "train/a": rng.normal(size=(64, 4)).astype("float32"),
+        "train/b": rng.normal(size=(64, 3)).astype("float32"),
+        "train/labels": rng.integers(0, 2, 64),
+    }
+    if poison == "nan":
+        arrays["train/a"][17, 2] = np.nan
+    else:
+        arrays["train/b"][:] = 0.0
+    np.savez(tmp_path / "data.npz", **arrays)
+    doc = synthetic_recipe()
+    doc["data"] = {"dataset": "arrays", "params": {"path": str(tmp_path / "data.npz")}, "batch_size": 16}
+    doc["modalities"]["b"] = {"encoder": {"name": "mlp", "params": {"hidden_units": [8]}}}
+    recipe = tmp_path / "poisoned.yaml"
+    recipe.write_text(yaml.safe_dump(doc))
+    run = tmp_path / "run"
+    out = run_cli("train", recipe, "--output", run, "--verbose", "0")
+    assert out.returncode == 2, out.stdout[-2000:]
+    assert expected in out.stderr and "split 'train'" in out.stderr and "Traceback" not in out.stderr
+    if poison == "nan":
+        assert "row 17" in out.stderr
+    assert not (run / "recipe.yaml").exists() and not (run / "state.json").exists()  # refused before training

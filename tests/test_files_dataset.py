@@ -235,3 +235,125 @@ def test_registered_and_built_from_a_recipe_spec(manifest):
     assert isinstance(data, FilesDataset) and len(data.load("train")) == 5
     with pytest.raises(RecipeError, match=r"data.dataset.params.on_error"):
         instantiate("datasets", ComponentSpec(name="files", params={**params, "on_error": "ignore"}), "data.dataset")
+
+
+# -- labels: label_kind --------------------------------------------------------------------------
+
+
+def label_manifest(tmp_path, labels, name="m.csv"):
+    """One .npy modality (row i holds [i + 1]) and the label cells ``labels``."""
+    np.save(tmp_path / "v.npy", np.ones(1))
+    write_csv(tmp_path / name, ["x", "y"], [["v.npy", label] for label in labels])
+    return str(tmp_path / name)
+
+
+def test_auto_integer_labels_keep_their_values(tmp_path):
+    data = FilesDataset(label_manifest(tmp_path, ["10", "2", "-1", "+7", "2"]), label="y")
+    assert data.label_kind == "integer"
+    train = data.load("train")
+    assert train.labels.dtype == np.int64 and train.labels.tolist() == [10, 2, -1, 7, 2]
+    assert data.label_names is None
+
+
+def test_auto_string_labels_are_sorted_names(tmp_path):
+    data = FilesDataset(label_manifest(tmp_path, ["seven", "two", "ten", "two"]), label="y")
+    assert data.label_kind == "string"
+    assert data.load("train").labels.tolist() == [0, 2, 1, 2]
+    assert data.label_names == ["seven", "ten", "two"]
+
+
+def test_auto_mixed_labels_name_the_first_offending_row(tmp_path):
+    path = label_manifest(tmp_path, ["1", "2", "seven", "3", "4.0"])
+    with pytest.raises(DataError) as err:
+        FilesDataset(path, label="y")
+    msg = str(err.value)
+    assert msg.startswith(
+        f"files dataset {path}: row 3 (line 4), column 'y': label 'seven' is not an integer, but row 1 (line 2) "
+        "holds '1': the column mixes integer and non-integer labels. Set label_kind: string"
+    )
+    # the first row decides nothing: an integer after names is the offending one
+    path = label_manifest(tmp_path, ["cat", "", "dog", "3"], name="n.csv")
+    with pytest.raises(DataError, match=r"row 4 \(line 5\), column 'y': label '3' is an integer, but row 1 \(line 2\)"):
+        FilesDataset(path, label="y")
+
+
+def test_string_kind_sorts_integer_cells_as_text(tmp_path):
+    data = FilesDataset(label_manifest(tmp_path, ["10", "2", "1", "2"]), label="y", label_kind="string")
+    assert data.load("train").labels.tolist() == [1, 2, 0, 2]
+    assert data.label_names == ["1", "10", "2"]
+
+
+def test_integer_kind_refuses_a_decimal_point_and_names_the_cell(tmp_path):
+    path = label_manifest(tmp_path, ["1", "4.0", "seven", "3"])
+    with pytest.raises(DataError) as err:
+        FilesDataset(path, label="y", label_kind="integer")  # found at construction: validate sees it
+    assert str(err.value) == (
+        f"files dataset {path}: row 2 (line 3), column 'y': label '4.0' is not an integer (label_kind: integer "
+        "takes whole numbers such as 4 or -1, written without a decimal point). Fix or remove the row, "
+        "or set on_error: skip"
+    )
+    data = FilesDataset(path, label="y", label_kind="integer", on_error="skip")
+    assert data.load("train").labels.tolist() == [1, 3]
+    assert [(s.row, s.line, s.column) for s in data.skipped] == [(2, 3, "y"), (3, 4, "y")]
+    assert "label 'seven' is not an integer" in str(data.skipped[1])
+
+
+def test_regression_labels_are_float32_targets(tmp_path):
+    path = label_manifest(tmp_path, ["0.5", "-1e3", "2", "nan", "abc"])
+    with pytest.raises(DataError, match=r"row 4 \(line 5\), column 'y': label 'nan' is not a finite number"):
+        FilesDataset(path, label="y", label_kind="regression")
+    data = FilesDataset(path, label="y", label_kind="regression", on_error="skip")
+    train = data.load("train")
+    assert train.labels.dtype == np.float32 and train.labels.tolist() == [0.5, -1000.0, 2.0]
+    assert [s.row for s in data.skipped] == [4, 5] and data.label_names is None
+    assert data.label_info() == "float32 regression targets (column 'y')"
+
+
+def test_jsonl_numbers_follow_the_same_rules(tmp_path):
+    np.save(tmp_path / "v.npy", np.ones(1))
+    path = tmp_path / "m.jsonl"
+    path.write_text("\n".join(json.dumps({"x": "v.npy", "y": y}) for y in (3, 4.0, 5)) + "\n")
+    with pytest.raises(DataError, match=r"row 2 \(line 2\), column 'y': label '4.0' is not an integer, but row 1"):
+        FilesDataset(str(path), label="y")
+    assert FilesDataset(str(path), label="y", label_kind="regression").load("train").labels.tolist() == [3, 4, 5]
+
+
+def test_unknown_label_kind_is_refused_by_the_recipe_schema(tmp_path):
+    from mmkeras.builder import instantiate
+    from mmkeras.errors import RecipeError
+    from mmkeras.recipe import ComponentSpec
+
+    params = {"manifest": label_manifest(tmp_path, ["1"]), "label": "y", "label_kind": "ordinal"}
+    with pytest.raises(RecipeError, match=r"data.dataset.params.label_kind"):
+        instantiate("datasets", ComponentSpec(name="files", params=params), "data.dataset")
+
+
+# -- non-finite values in files ------------------------------------------------------------------
+
+
+def test_a_file_with_nan_stops_or_is_skipped(tmp_path):
+    np.save(tmp_path / "ok.npy", np.arange(3.0))
+    np.save(tmp_path / "nan.npy", np.array([1.0, np.nan, np.inf]))
+    write_csv(tmp_path / "m.csv", ["x", "y"], [["ok.npy", "1"], ["nan.npy", "0"], ["ok.npy", "0"]])
+    with pytest.raises(DataError) as err:
+        FilesDataset(str(tmp_path / "m.csv"), label="y").load("train")
+    assert f"row 2 (line 3), column 'x': {tmp_path / 'nan.npy'}: 2 NaN or infinite values; expected finite" in str(
+        err.value
+    )
+    data = FilesDataset(str(tmp_path / "m.csv"), label="y", on_error="skip")
+    train = data.load("train")
+    assert train.labels.tolist() == [1, 0] and np.isfinite(train.inputs["x"]).all()
+    assert [s.row for s in data.skipped] == [2]
+
+
+def test_info_declares_what_load_gives(manifest):
+    from mmkeras.data.checks import info_mismatches
+
+    mel = {**AUDIO, "features": "mel", "n_features": 8, "n_fft": 256, "hop_length": 128}
+    for audio in (AUDIO, mel):
+        data = FilesDataset(str(manifest), label="label", on_error="skip", audio=audio)
+        info = data.info()
+        assert info_mismatches(info, data.load("train")) == []
+    assert info["sound"].shape == (8, 1 + (2000 - 256) // 128)
+    assert info["image"].shape == (None, None, 3) and info["caption"].shape == (32,)
+    assert data.label_info() == "int64 class ids (column 'label', class names in sorted order: label_names)"

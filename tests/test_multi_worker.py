@@ -13,6 +13,10 @@ import numpy as np
 import pytest
 import yaml
 
+# only a hang trips these: each wait ends as soon as its progress signal appears or a process exits, so a
+# loaded machine makes a test slower, never failed (measured: the kill/resume test takes 2-4 min)
+HANG = 1800
+
 STEP_SCRIPT = r"""
 import json, os, sys
 import numpy as np
@@ -67,7 +71,7 @@ def test_two_workers_match_one_device(tmp_path):
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=HANG,
     )
     assert single.returncode == 0, single.stderr[-3000:]
     ports = free_ports(2)
@@ -82,7 +86,7 @@ def test_two_workers_match_one_device(tmp_path):
         for i in range(2)
     ]
     for p in procs:
-        _, err = p.communicate(timeout=300)
+        _, err = p.communicate(timeout=HANG)
         assert p.returncode == 0, err[-3000:]
     one, w0, w1 = load(tmp_path / "one.npz"), load(tmp_path / "w0.npz"), load(tmp_path / "w1.npz")
     assert float(w0["loss"]) == pytest.approx(float(one["loss"]), rel=1e-5)
@@ -91,36 +95,78 @@ def test_two_workers_match_one_device(tmp_path):
         np.testing.assert_array_equal(w0[k], w1[k])  # the workers hold the same weights
 
 
-def start_cluster(recipe, run, ports, epochs):
+def start_cluster(recipe, run, ports, epochs, logs):
+    """The workers of one cluster, each writing its output to a file in ``logs`` (a pipe nobody reads
+    while we wait would fill and block the worker)."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     env.pop("TF_CONFIG", None)
     workers = ",".join(f"localhost:{p}" for p in ports)
-    return [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "mmkeras.cli",
-                "train",
-                str(recipe),
-                "--output",
-                str(run),
-                "--verbose",
-                "2",
-                "--workers",
-                workers,
-                "--worker-index",
-                str(i),
-                "--set",
-                f"train.epochs={epochs}",
-            ],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for i in range(len(ports))
-    ]
+    logs.mkdir(parents=True, exist_ok=True)
+    procs = []
+    for i in range(len(ports)):
+        with open(logs / f"worker-{i}.log", "w") as out:
+            procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "mmkeras.cli",
+                        "train",
+                        str(recipe),
+                        "--output",
+                        str(run),
+                        "--verbose",
+                        "2",
+                        "--workers",
+                        workers,
+                        "--worker-index",
+                        str(i),
+                        "--set",
+                        f"train.epochs={epochs}",
+                    ],
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                )
+            )
+    return procs
+
+
+def wait_until(condition, procs, logs, what):
+    """Poll ``condition`` until it holds; fail at once if a worker exits first, else only after
+    :data:`HANG` seconds (a hang, not a slow machine)."""
+    deadline = time.monotonic() + HANG
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        exited = [i for i, p in enumerate(procs) if p.poll() is not None]
+        if exited:
+            i = exited[0]
+            pytest.fail(f"worker {i} exited ({procs[i].returncode}) before {what}:\n{tail(logs, i)}")
+        time.sleep(0.5)
+    pytest.fail(f"no {what} in {HANG} s (a hang):\n{tail(logs, 0)}")
+
+
+def wait_exit(procs, logs):
+    deadline = time.monotonic() + HANG
+    while any(p.poll() is None for p in procs):
+        if time.monotonic() > deadline:
+            for p in procs:
+                p.kill()
+            pytest.fail(f"the cluster did not finish in {HANG} s (a hang):\n{tail(logs, 0)}")
+        time.sleep(0.5)
+
+
+def tail(logs, index):
+    return (logs / f"worker-{index}.log").read_text(errors="replace")[-3000:]
+
+
+def epochs_completed(state):
+    try:
+        return json.loads(state.read_text()).get("epochs_completed", 0)
+    except (OSError, ValueError):  # not written yet
+        return 0
 
 
 @pytest.mark.slow
@@ -143,30 +189,31 @@ def test_killed_cluster_resumes_without_losing_an_epoch(tmp_path):
         )
     )
     run = tmp_path / "run"
-    procs = start_cluster(recipe, run, free_ports(2), epochs=4)
     state = run / "state.json"
-    deadline = time.time() + 240
-    while time.time() < deadline:  # wait until an epoch is complete, then kill a worker mid-epoch
-        if state.exists() and json.loads(state.read_text()).get("epochs_completed", 0) >= 1:
-            break
-        time.sleep(0.5)
-    else:
-        pytest.fail("no epoch completed in time: " + procs[0].communicate(timeout=5)[0][-2000:])
-    completed = json.loads(state.read_text())["epochs_completed"]
-    assert completed < 4
-    procs[1].send_signal(signal.SIGKILL)
-    time.sleep(3)
-    procs[0].send_signal(signal.SIGKILL)  # the scheduler restarts the whole job, as a cluster manager would
-    for p in procs:
-        p.wait(timeout=60)
-    saved = json.loads(state.read_text())["epochs_completed"]
+    logs = tmp_path / "first"
+    procs = start_cluster(recipe, run, free_ports(2), 4, logs)
+    try:  # wait until an epoch is complete, then kill a worker mid-epoch
+        wait_until(lambda: epochs_completed(state) >= 1, procs, logs, "completed epoch")
+        completed = epochs_completed(state)
+        assert completed < 4
+        procs[1].send_signal(signal.SIGKILL)
+        time.sleep(3)
+    finally:
+        for p in procs:
+            p.kill()  # the scheduler restarts the whole job, as a cluster manager would
+            p.wait()
+    saved = epochs_completed(state)
     assert saved >= completed
 
-    procs = start_cluster(recipe, run, free_ports(2), epochs=4)
-    outputs = [p.communicate(timeout=600)[0] for p in procs]
-    assert all(p.returncode == 0 for p in procs), outputs[0][-3000:]
-    assert f"resuming after epoch {saved} of 4" in outputs[0]
-    assert f"Epoch {saved + 1}/4" in outputs[0] and f"Epoch {saved}/4" not in outputs[0]  # no completed epoch redone
+    logs = tmp_path / "second"
+    procs = start_cluster(recipe, run, free_ports(2), 4, logs)
+    wait_exit(procs, logs)
+    output = (logs / "worker-0.log").read_text(errors="replace")
+    assert all(p.returncode == 0 for p in procs), output[-3000:]
+    # the checkpoint is written before state.json, so a kill between the two resumes one epoch later
+    resumed = [e for e in range(saved, 4) if f"resuming after epoch {e} of 4" in output]
+    assert resumed, output
+    assert f"Epoch {resumed[0] + 1}/4" in output and f"Epoch {resumed[0]}/4" not in output  # no completed epoch redone
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["history"]["epoch"] == [1, 2, 3, 4]
     assert (run / "model.keras").exists()

@@ -106,7 +106,7 @@ def test_extends_cycle(tmp_path):
 def test_extends_missing_parent(tmp_path):
     p = write(tmp_path, "extends: nothere.yaml\nname: a\n")
     [msg] = problems(p)
-    assert msg == f"{p.resolve()}: extends: file not found: {(tmp_path / 'nothere.yaml').resolve()}"
+    assert msg == f"{p.resolve()}:1: extends: file not found: {(tmp_path / 'nothere.yaml').resolve()}"
 
 
 def test_set_overrides_are_typed_and_located(tmp_path):

@@ -92,3 +92,36 @@ def test_component_parameters_are_checked_per_component(validator):
     ok = copy.deepcopy(doc)
     ok["objective"]["params"].pop("learnable_temperature")
     assert problems(validator, ok) == []
+
+
+def test_parameter_ranges_and_docstring_descriptions_reach_the_schema():
+    import keras
+
+    import mmkeras
+    from mmkeras.params import PositiveFloat, UnitFloat
+    from mmkeras.registry import registry
+    from mmkeras.schema import recipe_json_schema
+
+    class Documented(keras.layers.Layer):
+        """An encoder for the schema test.
+
+        Args:
+            scale: how much to scale
+                the input by.
+            keep: the fraction kept.
+        """
+
+        def __init__(self, output_dim: int, scale: PositiveFloat = 2.0, keep: UnitFloat = 0.5, **kwargs):
+            super().__init__(**kwargs)
+
+    mmkeras.register_encoder("schema_documented")(Documented)
+    try:
+        variants = recipe_json_schema()["$defs"]["encoders_component"]["anyOf"]
+    finally:
+        registry.remove("encoders", "schema_documented")
+    params = next(v for v in variants if v["properties"]["name"]["const"] == "schema_documented")
+    props = params["properties"]["params"]["properties"]
+    assert props["scale"]["exclusiveMinimum"] == 0
+    assert props["scale"]["description"] == "how much to scale the input by."
+    assert (props["keep"]["minimum"], props["keep"]["maximum"]) == (0, 1)
+    assert props["keep"]["description"] == "the fraction kept."

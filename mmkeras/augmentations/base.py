@@ -7,6 +7,8 @@ import re
 import keras
 from keras import ops
 
+from mmkeras.params import UnitFloat
+
 
 class Augmentation(keras.layers.Layer):
     """Base class of augmentations: ``rate`` and ``seed``, a seed generator, identity unless training.
@@ -16,7 +18,7 @@ class Augmentation(keras.layers.Layer):
     probability that a sample is augmented at all; the model applies augmentations in training only.
     """
 
-    def __init__(self, rate: float = 1.0, seed: int | None = None, **kwargs):
+    def __init__(self, rate: UnitFloat = 1.0, seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"{self.what}: rate must be in [0, 1], got {rate}")

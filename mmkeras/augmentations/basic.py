@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from mmkeras.params import NonNegativeFloat, UnitFloat
+
 
 @keras.saving.register_keras_serializable(package="mmkeras")
 class Identity(keras.layers.Layer):
@@ -18,7 +20,7 @@ class Identity(keras.layers.Layer):
 class GaussianNoise(keras.layers.Layer):
     """x + N(0, stddev^2) with probability ``rate`` per sample, in training only; seeded."""
 
-    def __init__(self, stddev: float = 0.1, rate: float = 1.0, seed: int | None = None, **kwargs):
+    def __init__(self, stddev: NonNegativeFloat = 0.1, rate: UnitFloat = 1.0, seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
         if stddev < 0 or not 0.0 <= rate <= 1.0:
             raise ValueError(f"gaussian_noise needs stddev >= 0 and 0 <= rate <= 1, got {stddev}, {rate}")

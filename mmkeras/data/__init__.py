@@ -1,5 +1,5 @@
 """Datasets and the tf.data pipeline."""
 
-from mmkeras.data.base import Dataset, DataSplit
+from mmkeras.data.base import Dataset, DataSplit, ModalityInfo
 
-__all__ = ["DataSplit", "Dataset"]
+__all__ = ["DataSplit", "Dataset", "ModalityInfo"]

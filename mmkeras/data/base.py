@@ -12,6 +12,19 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+@dataclass(frozen=True)
+class ModalityInfo:
+    """What a dataset declares about one modality, known without building or loading data.
+
+    shape: one row's shape (no batch axis); ``None`` for an axis only the data can tell.
+    dtype: the array dtype the pipeline receives (``"float32"``, ``"int32"``, ``"string"``).
+    """
+
+    shape: tuple[int | None, ...]
+    dtype: str = "float32"
+    description: str = ""
+
+
 @dataclass
 class DataSplit:
     """One split of a multimodal data set, held in memory.
@@ -46,10 +59,21 @@ class DataSplit:
 
     def take(self, n: int) -> DataSplit:
         """The first ``n`` rows (for quick looks and tests)."""
+        return self.subset(slice(0, n))
+
+    def subset(self, rows: np.ndarray | slice) -> DataSplit:
+        """The rows ``rows`` (indices, a boolean mask or a slice) of every array."""
+        if not isinstance(rows, slice) and np.asarray(rows).dtype == bool:
+            rows = np.flatnonzero(rows)
+
+        def pick(v: np.ndarray) -> np.ndarray:
+            # np.take copies rows several times faster than fancy indexing (by boolean mask: ~10x)
+            return v[rows] if isinstance(rows, slice) else np.take(v, rows, axis=0)
+
         return DataSplit(
-            {k: v[:n] for k, v in self.inputs.items()},
-            None if self.labels is None else self.labels[:n],
-            {k: v[:n] for k, v in self.masks.items()},
+            {k: pick(v) for k, v in self.inputs.items()},
+            None if self.labels is None else pick(self.labels),
+            {k: pick(v) for k, v in self.masks.items()},
         )
 
 
@@ -68,6 +92,17 @@ class Dataset:
 
     def prepare(self, progress: bool = True) -> None:
         """Build and cache whatever :meth:`load` needs. Must be idempotent (a cache hit is instant)."""
+
+    def info(self) -> dict[str, ModalityInfo] | None:
+        """The modalities this dataset yields (name -> shape and dtype), without building or
+        loading anything, so that ``mmkeras validate`` can check a recipe against them.
+        ``None``: not declared (the checks that need shapes then wait for the data)."""
+        return None
+
+    def label_info(self) -> str | None:
+        """What :meth:`load`'s ``labels`` are, in a few words (``"int64 class 0-9"``), without
+        loading anything; ``None``: unlabelled or not declared."""
+        return None
 
     def load(self, split: str) -> DataSplit:
         raise NotImplementedError(f"{type(self).__name__} must implement load(split)")

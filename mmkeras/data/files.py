@@ -17,11 +17,20 @@ Files are decoded by **readers**, chosen by file extension:
 A reader is an object with ``kind`` (``"image"``, ``"audio"`` or ``"array"``), called as
 ``reader(path, **options) -> np.ndarray``; the options are the dataset's ``audio`` mapping for
 audio, ``size``/``mode`` for images, none for arrays. It may offer ``validate(**options)`` (raise
-ValueError on a bad option; called once before any file is read) and ``backend`` (a name recorded in
-:attr:`FilesDataset.backends`). Any exception it raises makes the row unreadable; a
-:class:`~mmkeras.errors.DataError` it raises (a missing library, say) stops the whole load.
+ValueError on a bad option; called once before any file is read), ``shape(**options)`` (the shape
+of what it returns, ``None`` for an axis only the file tells; :meth:`FilesDataset.info` uses it)
+and ``backend`` (a name recorded in :attr:`FilesDataset.backends`). Any exception it raises makes
+the row unreadable; a :class:`~mmkeras.errors.DataError` it raises (a missing library, say) stops
+the whole load.
 
-An unreadable file stops with the manifest, the row number and line, the path and what was
+Labels (``label``: the column) are read as ``label_kind`` says: ``integer`` class ids (every
+cell a whole number such as ``4`` or ``-1``; ``4.0`` is refused rather than guessed at), ``string``
+class names (ids in sorted text order, so ``"10"`` comes before ``"2"``; see
+:attr:`FilesDataset.label_names`), ``regression`` (float32 targets), or ``auto``: integers if
+every label is an integer, strings if none is, and an error if the column mixes both.
+
+An unreadable file, a file holding NaN or infinite values, an empty label or one that does not
+fit ``label_kind`` stops with the manifest, the row number and line, the path or cell and what was
 expected; with ``on_error: skip`` the row is left out, listed in :attr:`FilesDataset.skipped` and
 announced in a one-line warning.
 """
@@ -44,7 +53,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from mmkeras.data.base import Dataset, DataSplit
+from mmkeras.data.base import Dataset, DataSplit, ModalityInfo
 from mmkeras.errors import DataError
 
 KINDS = ("image", "audio", "array", "text")
@@ -64,6 +73,8 @@ EXPECTED = {
 TEXT_DEFAULTS = {"max_tokens": 32, "vocab_size": 10000, "level": "word"}
 PAD, UNKNOWN = "<pad>", "<unk>"
 RESERVED_COLUMNS = ("masks",)  # the pipeline's key for presence masks
+LABEL_KINDS = ("auto", "integer", "string", "regression")
+INTEGER = re.compile(r"[+-]?\d+")
 
 
 @dataclass(frozen=True)
@@ -94,6 +105,10 @@ class ImageReader:
         if size is not None and (len(size) != 2 or min(size) < 1):
             raise ValueError(f"image_size: expected [height, width] of positive ints, got {size}")
 
+    def shape(self, size: list[int] | None = None, mode: str = "rgb") -> tuple[int | None, ...]:
+        height, width = size if size is not None else (None, None)
+        return (height, width, 3 if mode == "rgb" else 1)
+
     def __call__(self, path: str, size: list[int] | None = None, mode: str = "rgb") -> np.ndarray:
         try:
             from PIL import Image
@@ -121,6 +136,17 @@ class NpyReader:
         if array.dtype.kind not in "biuf":
             raise ValueError(f"dtype {array.dtype} is not numeric")
         return array.astype(np.float32)
+
+    @staticmethod
+    def header_shape(path: str) -> tuple[int, ...]:
+        """The stored array's shape, from the file's header alone."""
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            if version == (1, 0):
+                return np.lib.format.read_array_header_1_0(fh)[0]
+            if version == (2, 0):
+                return np.lib.format.read_array_header_2_0(fh)[0]
+        return np.load(path, mmap_mode="r", allow_pickle=False).shape  # version 3: no public header reader
 
 
 BUILTIN_READERS: dict[str, Any] = {
@@ -192,6 +218,17 @@ def _extension(cell: str) -> str:
     return Path(cell).suffix.lower().lstrip(".")
 
 
+def _count_nonfinite(array: np.ndarray) -> int:
+    return int(np.size(array) - np.count_nonzero(np.isfinite(array))) if array.dtype.kind in "fc" else 0
+
+
+def _is_finite_number(text: str) -> bool:
+    try:
+        return bool(np.isfinite(float(text)))
+    except ValueError:
+        return False
+
+
 @dataclass
 class _Row:
     number: int  # 1-based data row
@@ -203,11 +240,12 @@ class FilesDataset(Dataset):
     """Your own files: a CSV or JSONL manifest, one row per sample, one column per modality
     (an image, audio or `.npy` path, or text); an empty cell is a missing modality.
 
-    After :meth:`prepare` (called by :meth:`load`): :attr:`skipped` lists the rows left out
-    under ``on_error: skip``; :attr:`label_names` maps label ids back to the manifest's string
-    labels (sorted; None for integer labels); :attr:`vocabulary` holds each text column's
-    tokens by id (0 ``<pad>``, 1 ``<unk>``); :attr:`kinds` and :attr:`backends` say how each
-    column was read.
+    :attr:`label_kind` is the kind the labels are read as (``auto`` resolved; None without a
+    label column). After :meth:`prepare` (called by :meth:`load`): :attr:`skipped` lists the rows
+    left out under ``on_error: skip``; :attr:`label_names` maps label ids back to the manifest's
+    string labels (sorted; None for integer and regression labels); :attr:`vocabulary` holds each
+    text column's tokens by id (0 ``<pad>``, 1 ``<unk>``); :attr:`kinds` and :attr:`backends` say
+    how each column was read.
     """
 
     def __init__(
@@ -215,6 +253,7 @@ class FilesDataset(Dataset):
         manifest: str,
         modalities: dict[str, str] | None = None,
         label: str | None = None,
+        label_kind: Literal["auto", "integer", "string", "regression"] = "auto",
         test_fraction: float | None = None,
         seed: int = 0,
         on_error: Literal["raise", "skip"] = "raise",
@@ -227,6 +266,8 @@ class FilesDataset(Dataset):
             raise ValueError(f"files dataset: test_fraction must be in (0, 1), got {test_fraction}")
         if on_error not in ("raise", "skip"):
             raise ValueError(f"files dataset: on_error must be 'raise' or 'skip', got {on_error!r}")
+        if label_kind not in LABEL_KINDS:
+            raise ValueError(f"files dataset: label_kind must be one of {list(LABEL_KINDS)}, got {label_kind!r}")
         if image_size is not None:
             image_size = list(image_size) * 2 if len(image_size) == 1 else list(image_size)
         ImageReader().validate(image_size, image_mode)
@@ -250,6 +291,10 @@ class FilesDataset(Dataset):
         self._reader_cache: dict[str, Any] = {}
         self.columns, self.rows = self._read_manifest()
         self.kinds = self._kinds(modalities)
+        self.label_kind = self._resolve_label_kind(label_kind)
+        self._label_problems = {row.number: p for row in self.rows if (p := self._label_problem(row))}
+        if self._label_problems and on_error == "raise":  # found now, so `mmkeras validate` reports it
+            raise DataError(self._raise_message(next(iter(self._label_problems.values()))))
         self.row_splits = self._assign_splits()
         self.splits = tuple(sorted(set(self.row_splits), key=lambda s: (s != "train", s)))
         self.skipped: list[Skipped] = []
@@ -422,7 +467,7 @@ class FilesDataset(Dataset):
             ext = _extension(cell)
             reader = readers.get(ext)
 
-            reason = None
+            reason, expected = None, EXPECTED[kind]
             if reader is None or reader.kind != kind:
                 reason = f"no {kind} reader for '.{ext}' files" if ext else "no file extension"
             elif not path.is_file():
@@ -434,8 +479,12 @@ class FilesDataset(Dataset):
                     raise
                 except Exception as exc:  # noqa: BLE001  any decoding failure makes just this row unreadable
                     reason = f"unreadable ({type(exc).__name__}: {_first_line(exc)})"
+                else:
+                    bad = _count_nonfinite(values[column])
+                    if bad:  # one NaN here would make every trained weight NaN
+                        reason, expected = f"{bad} NaN or infinite values", "finite numbers"
             if reason is not None:
-                return values, Skipped(row.number, row.line, column, str(path), f"{reason}; expected {EXPECTED[kind]}")
+                return values, Skipped(row.number, row.line, column, str(path), f"{reason}; expected {expected}")
         return values, None
 
     def _readers(self) -> dict[str, Any]:
@@ -458,9 +507,43 @@ class FilesDataset(Dataset):
                 readers[ext] = reader
         return readers
 
+    # -- labels ----------------------------------------------------------------------------
+    def _resolve_label_kind(self, requested: str) -> str | None:
+        """``requested``, with ``auto`` decided from the label cells (a mixed column is an error)."""
+        if self.label is None:
+            return None
+        if requested != "auto":
+            return requested
+        first: dict[bool, tuple[_Row, str]] = {}  # is an integer -> its first row and cell
+        for row in self.rows:
+            cell = self._cell(row, self.label)
+            if cell is not None:
+                first.setdefault(bool(INTEGER.fullmatch(cell)), (row, cell))
+                if len(first) == 2:
+                    break
+        if len(first) < 2:
+            return "string" if False in first else "integer"
+        (row, cell), (other, other_cell) = sorted(first.values(), key=lambda rc: rc[0].number, reverse=True)
+        raise DataError(
+            f"{self._where(row)}, column {self.label!r}: label {cell!r} is "
+            f"{'not ' if INTEGER.fullmatch(other_cell) else ''}an integer, but row {other.number} "
+            f"(line {other.line}) holds {other_cell!r}: the column mixes integer and non-integer labels. "
+            "Set label_kind: string to read every label as a class name (sorted as text: '10' before '2'), "
+            "or label_kind: integer to have each non-integer label reported (skipped under on_error: skip)"
+        )
+
     def _label_problem(self, row: _Row) -> Skipped | None:
-        if self.label is not None and self._cell(row, self.label) is None:
+        if self.label is None:
+            return None
+        cell = self._cell(row, self.label)
+        if cell is None:
             return Skipped(row.number, row.line, self.label, None, "empty label")
+        if self.label_kind == "integer" and not INTEGER.fullmatch(cell):
+            why = "label_kind: integer takes whole numbers such as 4 or -1, written without a decimal point"
+            return Skipped(row.number, row.line, self.label, None, f"label {cell!r} is not an integer ({why})")
+        if self.label_kind == "regression" and not _is_finite_number(cell):
+            why = f"label {cell!r} is not a finite number (label_kind: regression)"
+            return Skipped(row.number, row.line, self.label, None, why)
         return None
 
     def prepare(self, progress: bool = True) -> None:
@@ -472,7 +555,7 @@ class FilesDataset(Dataset):
         with _one_blas_thread(), ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
             for row, result in zip(self.rows, pool.map(lambda r: self._read_row(r, readers), self.rows)):
                 values, problem = result
-                problem = self._label_problem(row) or problem
+                problem = self._label_problems.get(row.number) or problem
                 if problem is not None and self.on_error == "raise":
                     pool.shutdown(wait=False, cancel_futures=True)
                     raise DataError(self._raise_message(problem))
@@ -552,20 +635,67 @@ class FilesDataset(Dataset):
         return {column: shape for column, (shape, _) in shapes.items()}
 
     def _labels(self, rows: list[_Row]) -> np.ndarray | None:
+        """The labels of the kept ``rows`` (each already checked against :attr:`label_kind`)."""
         if self.label is None:
             return None
         cells = [self._cell(row, self.label) for row in rows]
-        if all(re.fullmatch(r"[+-]?\d+", c) for c in cells):
-            self.label_names = None
+        if self.label_kind == "integer":
             return np.array([int(c) for c in cells], dtype=np.int64)
+        if self.label_kind == "regression":
+            return np.array([float(c) for c in cells], dtype=np.float32)
         # the mapping is fixed by every label of the manifest, so it is the same for each split
         self.label_names = sorted({c for row in self.rows if (c := self._cell(row, self.label)) is not None})
         index = {name: i for i, name in enumerate(self.label_names)}
         return np.array([index[c] for c in cells], dtype=np.int64)
 
+    def label_info(self) -> str | None:
+        return {
+            "integer": f"int64 class ids (column {self.label!r}, integers)",
+            "string": f"int64 class ids (column {self.label!r}, class names in sorted order: label_names)",
+            "regression": f"float32 regression targets (column {self.label!r})",
+        }.get(self.label_kind)
+
+    def info(self) -> dict[str, ModalityInfo] | None:
+        """Each modality column's shape, from the options (image size and mode, the audio reader's
+        ``shape``, text length) or a ``.npy`` header; None if a column's rank cannot be told
+        without reading its files (a reader without ``shape``)."""
+        out = {}
+        for column, kind in self.kinds.items():
+            if kind == "text":
+                level = self.text_options["level"]
+                out[column] = ModalityInfo(
+                    (self.text_options["max_tokens"],), "int32", f"token ids ({level} level) of column {column!r}"
+                )
+                continue
+            shape = self._column_shape(column, kind)
+            if shape is None:
+                return None
+            out[column] = ModalityInfo(shape, "float32", f"{kind} files of column {column!r}")
+        return out
+
+    def _column_shape(self, column: str, kind: str) -> tuple[int | None, ...] | None:
+        cells = (cell for row in self.rows if (cell := self._cell(row, column)) is not None)
+        for cell in cells:
+            reader = self._reader(_extension(cell))
+            if reader is None or reader.kind != kind:
+                continue
+            if hasattr(reader, "shape"):
+                try:
+                    return tuple(reader.shape(**self._options(kind)))
+                except (TypeError, ValueError):
+                    return None
+            if isinstance(reader, NpyReader):
+                path = Path(cell).expanduser()
+                try:
+                    return tuple(reader.header_shape(str(path if path.is_absolute() else self.root / path)))
+                except (OSError, ValueError):
+                    continue  # a missing or broken file: its row fails at load; the next may tell
+            return None
+        return None
+
     @property
     def label_mapping(self) -> dict[str, int] | None:
-        """String label -> id (None for integer labels)."""
+        """String label -> id (None for integer and regression labels)."""
         return None if self.label_names is None else {n: i for i, n in enumerate(self.label_names)}
 
     def _tokens(self, text: str) -> list[str]:

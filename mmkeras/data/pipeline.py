@@ -33,15 +33,7 @@ def split_validation(split: DataSplit, fraction: float, seed: int) -> tuple[Data
         return split, None
     order = np.random.default_rng(seed).permutation(len(split))
     cut = len(split) - max(1, int(round(fraction * len(split))))
-
-    def rows(idx):
-        return DataSplit(
-            {k: v[idx] for k, v in split.inputs.items()},
-            None if split.labels is None else split.labels[idx],
-            {k: v[idx] for k, v in split.masks.items()},
-        )
-
-    return rows(np.sort(order[:cut])), rows(np.sort(order[cut:]))
+    return split.subset(np.sort(order[:cut])), split.subset(np.sort(order[cut:]))
 
 
 def make_dataset(

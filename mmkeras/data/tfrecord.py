@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from mmkeras.data.base import Dataset, DataSplit
+from mmkeras.data.base import Dataset, DataSplit, ModalityInfo
 from mmkeras.errors import DataError
 
 SPEC = "spec.json"
@@ -141,10 +141,26 @@ class TFRecordData(Dataset):
         if "train" not in self.spec["splits"]:
             raise DataError(f"tfrecord dataset {self.path}: no train split (splits: {sorted(self.spec['splits'])})")
         self.splits = tuple(sorted(self.spec["splits"], key=lambda s: (s != "train", s)))
+        for m, s in self.spec.get("modalities", {}).items():
+            shape = s.get("shape") if isinstance(s, dict) else None
+            if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+                raise DataError(f"tfrecord dataset {self.path / SPEC}: modalities.{m}.shape: expected a list of ints")
+            if not isinstance(s.get("dtype"), str):
+                raise DataError(f"tfrecord dataset {self.path / SPEC}: modalities.{m}.dtype: expected a dtype name")
         for split in self.splits:
             for name in self.spec["splits"][split]["files"]:
                 if not (self.path / name).is_file():
                     raise DataError(f"tfrecord dataset {self.path}: file {name} of split {split!r} is missing")
+
+    def info(self) -> dict[str, ModalityInfo]:
+        """The modalities of ``spec.json``: each row's shape and dtype as exported."""
+        return {
+            m: ModalityInfo(tuple(s["shape"]), s["dtype"], f"exported to {self.path}")
+            for m, s in self.spec["modalities"].items()
+        }
+
+    def label_info(self) -> str | None:
+        return None if self.spec["labels"] is None else f"{self.spec['labels']} class labels"
 
     def files(self, split: str) -> list[str]:
         self._check_split(split)

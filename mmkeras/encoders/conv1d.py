@@ -17,6 +17,9 @@ class Conv1DEncoder(keras.layers.Layer):
     activation=relu``.
     """
 
+    #: the row shapes (no batch axis) it reads, a sequence of feature vectors; checked by `mmkeras validate`
+    input_layouts = ("T, C",)
+
     def __init__(
         self,
         output_dim: int,

@@ -15,6 +15,9 @@ class Conv2DEncoder(keras.layers.Layer):
     activation="swish", use_bias=False)``.
     """
 
+    #: the row shapes (no batch axis) it reads, an image; checked by `mmkeras validate`
+    input_layouts = ("H, W, C", "H, W")
+
     def __init__(
         self,
         output_dim: int,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from mmkeras.params import DropoutRate
+
 
 @keras.saving.register_keras_serializable(package="mmkeras")
 class MLPEncoder(keras.layers.Layer):
@@ -19,7 +21,7 @@ class MLPEncoder(keras.layers.Layer):
         output_dim: int,
         hidden_units: list[int] = (512, 512),  # type: ignore[assignment]
         activation: str = "swish",
-        dropout: float = 0.0,
+        dropout: DropoutRate = 0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 from typing import Any
 
 from mmkeras.data.base import DataSplit
+from mmkeras.recipe_checks import modality_name_problems, modality_subsets
+
+__all__ = ["Evaluator", "modality_name_problems", "modality_subsets", "subset_name"]
 
 
 class Evaluator:
@@ -23,27 +25,13 @@ class Evaluator:
     def report(self, results: dict[str, Any]) -> str:
         return ""
 
+    @classmethod
+    def check_recipe(cls, params: dict[str, Any], modalities: list[str]) -> list[tuple[str, str]]:
+        """(parameter, problem) for parameters that name modalities the recipe does not have, found
+        by ``mmkeras validate`` before training: ``subsets`` (``all``, ``singles`` or names like
+        ``complete``, ``image+sound``), ``modalities`` (a list) and ``modality``. Override to add more."""
+        return modality_name_problems(params, modalities)
+
 
 def subset_name(subset: tuple[str, ...], modalities: list[str]) -> str:
     return "complete" if set(subset) == set(modalities) else "+".join(subset)
-
-
-def modality_subsets(modalities: list[str], spec: list[str] | str = "all") -> list[tuple[str, ...]]:
-    """Non-empty subsets of ``modalities``: ``"all"``, ``"singles"`` (complete and each single
-    modality), or names like ``complete``, ``image``, ``image+sound``. Complete first, then by size."""
-    mods = sorted(modalities)
-    if spec == "all":
-        subsets = [c for r in range(len(mods), 0, -1) for c in itertools.combinations(mods, r)]
-        return subsets
-    if spec == "singles":
-        return [tuple(mods)] + [(m,) for m in mods if len(mods) > 1]
-    if isinstance(spec, str):
-        raise ValueError(f"subsets must be 'all', 'singles' or a list of names like 'complete', got {spec!r}")
-    out = []
-    for name in spec:
-        parts = tuple(mods) if name == "complete" else tuple(sorted(name.split("+")))
-        unknown = [p for p in parts if p not in mods]
-        if unknown:
-            raise ValueError(f"subset {name!r} names unknown modalities {unknown}; the model has {mods}")
-        out.append(parts)
-    return out

@@ -13,6 +13,7 @@ from mmkeras.data.base import DataSplit
 from mmkeras.errors import MMKerasError
 from mmkeras.evaluators._delaunay import edge_lengths, euclidean_mst, hdbscan_labels, ray_edges, undirected
 from mmkeras.evaluators.base import Evaluator
+from mmkeras.params import PositiveInt
 
 #: the scores DCA reports, in the report's column order
 SCORES = ("precision", "recall", "network_consistency", "network_quality")
@@ -155,7 +156,7 @@ class DCA(Evaluator):
         modalities: list[str] | None = None,
         split: str = "test",
         max_points: int = 5000,
-        rays: int = 32,
+        rays: PositiveInt = 32,
         min_cluster_size: int = 10,
         consistency_threshold: float = 0.0,
         quality_threshold: float = 0.0,

@@ -11,6 +11,7 @@ from mmkeras.data.base import DataSplit
 from mmkeras.errors import MMKerasError
 from mmkeras.evaluators.base import Evaluator, modality_subsets, subset_name
 from mmkeras.model import MASKS
+from mmkeras.params import PositiveFloat, PositiveInt
 
 
 class Downstream(Evaluator):
@@ -34,10 +35,10 @@ class Downstream(Evaluator):
         self,
         subsets: list[str] | str = "singles",
         hidden_units: list[int] = (256, 128),  # type: ignore[assignment]
-        epochs: int = 100,
-        batch_size: int = 64,
-        learning_rate: float = 1e-3,
-        seeds: int = 1,
+        epochs: PositiveInt = 100,
+        batch_size: PositiveInt = 64,
+        learning_rate: PositiveFloat = 1e-3,
+        seeds: PositiveInt = 1,
         seed: int = 0,
     ):
         if isinstance(subsets, str) and subsets not in ("singles", "all"):

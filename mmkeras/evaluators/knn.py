@@ -11,6 +11,7 @@ from mmkeras.data.base import DataSplit
 from mmkeras.errors import MMKerasError
 from mmkeras.evaluators.base import Evaluator, modality_subsets, subset_name
 from mmkeras.evaluators.downstream import _inputs, _present_rows
+from mmkeras.params import PositiveInt
 
 METRICS = ("cosine", "euclidean")
 TRAIN_ON = ("complete", "each")
@@ -79,11 +80,11 @@ class KNN(Evaluator):
 
     def __init__(
         self,
-        k: int = 5,
+        k: PositiveInt = 5,
         metric: Literal["cosine", "euclidean"] = "cosine",
         subsets: list[str] | str = "all",
         train_on: Literal["complete", "each"] = "complete",
-        max_train: int | None = None,
+        max_train: PositiveInt | None = None,
         seed: int = 0,
         filename: str = "knn_subsets.png",
     ):

@@ -10,6 +10,7 @@ import numpy as np
 
 from mmkeras.data.base import DataSplit
 from mmkeras.evaluators.base import Evaluator
+from mmkeras.params import NonNegativeFloat, PositiveInt
 
 
 def _inverse_sqrt(s: np.ndarray) -> np.ndarray:
@@ -37,7 +38,13 @@ class LinearCCA(Evaluator):
     present; reports the top ``top_k`` and their mean. ``ridge`` regularises the covariances
     relative to their scale."""
 
-    def __init__(self, top_k: int = 10, ridge: float = 1e-4, split: str = "test", max_samples: int | None = None):
+    def __init__(
+        self,
+        top_k: PositiveInt = 10,
+        ridge: NonNegativeFloat = 1e-4,
+        split: str = "test",
+        max_samples: int | None = None,
+    ):
         if top_k < 1:
             raise ValueError(f"linear_cca: top_k must be positive, got {top_k}")
         if ridge < 0:

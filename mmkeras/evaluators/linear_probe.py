@@ -9,6 +9,7 @@ import numpy as np
 
 from mmkeras.data.base import DataSplit
 from mmkeras.evaluators.base import Evaluator, modality_subsets, subset_name
+from mmkeras.params import NonNegativeFloat, PositiveFloat, PositiveInt
 
 
 class LinearProbe(Evaluator):
@@ -23,9 +24,9 @@ class LinearProbe(Evaluator):
         self,
         subsets: list[str] | str = "all",
         train_on: str = "complete",
-        epochs: int = 30,
-        learning_rate: float = 0.01,
-        l2: float = 1e-4,
+        epochs: PositiveInt = 30,
+        learning_rate: PositiveFloat = 0.01,
+        l2: NonNegativeFloat = 1e-4,
         seed: int = 0,
     ):
         if train_on not in ("complete", "each"):

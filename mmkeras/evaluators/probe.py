@@ -12,6 +12,7 @@ import numpy as np
 from mmkeras.data.base import DataSplit
 from mmkeras.errors import DataError, MMKerasError
 from mmkeras.evaluators.base import Evaluator
+from mmkeras.params import PositiveInt
 
 REPRESENTATIONS = ("joint", "modalities")
 CLASS_WEIGHTS = ("none", "balanced")
@@ -123,7 +124,7 @@ class LogisticProbe(Evaluator):
         representation: str = "joint",
         validation_fraction: float = 0.2,
         l2_grid: list[float] = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5),  # type: ignore[assignment]
-        iterations: int = 300,
+        iterations: PositiveInt = 300,
         class_weight: str = "none",
         seed: int = 0,
     ):

@@ -11,6 +11,7 @@ from mmkeras.data.base import DataSplit
 from mmkeras.errors import MMKerasError
 from mmkeras.evaluators.base import Evaluator, modality_subsets, subset_name
 from mmkeras.evaluators.downstream import _inputs, _present_rows
+from mmkeras.params import PositiveInt
 
 
 class Projector(Evaluator):
@@ -24,7 +25,7 @@ class Projector(Evaluator):
     """
 
     def __init__(
-        self, subsets: list[str] | str = "singles", max_points: int = 2000, split: str = "test", seed: int = 0
+        self, subsets: list[str] | str = "singles", max_points: PositiveInt = 2000, split: str = "test", seed: int = 0
     ):
         if max_points < 1:
             raise ValueError(f"projector: max_points must be at least 1, got {max_points}")

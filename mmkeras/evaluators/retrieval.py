@@ -12,6 +12,7 @@ from mmkeras.data.base import DataSplit
 from mmkeras.errors import MMKerasError
 from mmkeras.evaluators.base import Evaluator
 from mmkeras.evaluators.downstream import _inputs, _present_rows
+from mmkeras.params import PositiveInt
 
 #: similarities within this of the true match's count as ties, and ties count against the query
 TIE_TOLERANCE = 1e-6
@@ -57,7 +58,7 @@ class Retrieval(Evaluator):
         split: str = "test",
         ks: list[int] = (1, 5, 10),  # type: ignore[assignment]
         max_rows: int | None = None,
-        chunk_size: int = 1024,
+        chunk_size: PositiveInt = 1024,
         seed: int = 0,
         filename: str = "retrieval.png",
     ):

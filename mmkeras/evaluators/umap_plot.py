@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 from typing import Any, Literal
@@ -12,14 +13,18 @@ from mmkeras.data.base import DataSplit
 from mmkeras.errors import MMKerasError
 from mmkeras.evaluators.base import Evaluator
 from mmkeras.model import MASKS
+from mmkeras.params import NonNegativeFloat, PositiveInt
+
+DEFAULT_FILENAME = "umap.png"
+NO_UMAP_NOTE = 'umap-learn is not installed, so this map is PCA, not UMAP; for UMAP: pip install "mmkeras[umap]"'
 
 
 def umap_available() -> bool:
     try:
-        import umap  # noqa: F401
+        import umap
     except ImportError:
         return False
-    return True
+    return hasattr(umap, "UMAP")  # an uninstall can leave an empty namespace package named umap
 
 
 class UMAPPlot(Evaluator):
@@ -30,8 +35,9 @@ class UMAPPlot(Evaluator):
     of the complete ones.
 
     method: ``umap`` (needs ``pip install "mmkeras[umap]"``), ``pca``, or ``auto`` (UMAP when
-    installed, else PCA with a note in the report). num_samples: rows drawn (seeded) from
-    ``split`` (``test``, else ``validation``) whose modalities are all present.
+    installed, else PCA, named for what it is: result ``method: pca``, the default file name
+    becomes ``pca.png``, and a warning and the report say how to get UMAP). num_samples: rows
+    drawn (seeded) from ``split`` (``test``, else ``validation``) whose modalities are all present.
     """
 
     def __init__(
@@ -40,10 +46,10 @@ class UMAPPlot(Evaluator):
         split: str = "test",
         num_samples: int = 2000,
         method: Literal["auto", "umap", "pca"] = "auto",
-        n_neighbors: int = 15,
-        min_dist: float = 0.1,
+        n_neighbors: PositiveInt = 15,
+        min_dist: NonNegativeFloat = 0.1,
         seed: int = 0,
-        filename: str = "umap.png",
+        filename: str = DEFAULT_FILENAME,
     ):
         if num_samples < 2:
             raise ValueError(f"umap: num_samples must be at least 2, got {num_samples}")
@@ -75,13 +81,16 @@ class UMAPPlot(Evaluator):
         z_single = model.encode(x, [self.modality])
         labels = split.labels[rows]
         method = self.method if self.method != "auto" else ("umap" if umap_available() else "pca")
-        note = "" if method == "umap" or self.method == "pca" else "umap-learn is not installed; PCA instead"
+        note = "" if method == "umap" or self.method == "pca" else NO_UMAP_NOTE
+        if note:  # asked for UMAP (auto) and drew PCA: say so where the user looks now, not only in the report
+            print(f"warning: umap evaluator: {note}", file=sys.stderr)
+        filename = "pca.png" if method == "pca" and self.filename == DEFAULT_FILENAME else self.filename
         e_complete, e_single = self._embed(method, z_complete, z_single)
         output_dir = Path(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
-        _plot(e_complete, e_single, labels, self.modality, method, output_dir / self.filename)
+        _plot(e_complete, e_single, labels, self.modality, method, output_dir / filename)
         return {
-            "figure": f"{output_dir.name}/{self.filename}",
+            "figure": f"{output_dir.name}/{filename}",
             "method": method,
             "note": note,
             "modality": self.modality,

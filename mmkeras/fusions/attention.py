@@ -7,6 +7,7 @@ from keras import layers, ops
 
 from mmkeras.fusions.base import Fusion
 from mmkeras.fusions.gated import masked
+from mmkeras.params import PositiveInt
 
 
 @keras.saving.register_keras_serializable(package="mmkeras")
@@ -26,7 +27,7 @@ class AttentionFusion(Fusion):
     def __init__(
         self,
         output_dim: int,
-        num_heads: int = 4,
+        num_heads: PositiveInt = 4,
         token_dim: int | None = None,
         activation: str | None = None,
         **kwargs,

@@ -8,6 +8,7 @@ from keras import ops
 
 from mmkeras.fusions.base import Fusion
 from mmkeras.fusions.tensor import with_one
+from mmkeras.params import PositiveInt
 
 
 @keras.saving.register_keras_serializable(package="mmkeras")
@@ -21,7 +22,7 @@ class LowRankFusion(Fusion):
     last row of W_m^(i) alone (the factor of the constant 1), as in tensor fusion.
     """
 
-    def __init__(self, output_dim: int, rank: int = 4, activation: str | None = None, **kwargs):
+    def __init__(self, output_dim: int, rank: PositiveInt = 4, activation: str | None = None, **kwargs):
         super().__init__(**kwargs)
         if int(rank) < 1:
             raise ValueError(f"rank must be a positive integer, got {rank}")

@@ -7,6 +7,7 @@ import numpy as np
 from keras import layers, ops
 
 from mmkeras.fusions.base import Fusion
+from mmkeras.params import DropoutRate, NonNegativeInt, PositiveFloat, PositiveInt
 
 VECTOR_TOKENS = ("one", "per_feature")
 
@@ -84,13 +85,13 @@ class TransformerFusion(Fusion):
     def __init__(
         self,
         output_dim: int,
-        width: int = 64,
-        num_layers: int = 1,
-        num_heads: int = 8,
-        mlp_ratio: float = 4.0,
-        dropout: float = 0.0,
+        width: PositiveInt = 64,
+        num_layers: NonNegativeInt = 1,
+        num_heads: PositiveInt = 8,
+        mlp_ratio: PositiveFloat = 4.0,
+        dropout: DropoutRate = 0.0,
         vector_tokens: str = "one",
-        patch_size: int = 1,
+        patch_size: PositiveInt = 1,
         modality_embeddings: bool = False,
         **kwargs,
     ):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from mmkeras.params import PositiveFloat, UnitFloat
+
 
 @keras.saving.register_keras_serializable(package="mmkeras")
 class MLPBNHead(keras.layers.Layer):
@@ -19,8 +21,8 @@ class MLPBNHead(keras.layers.Layer):
         self,
         output_dim: int,
         hidden_units: list[int] = (512, 512),  # type: ignore[assignment]
-        momentum: float = 0.9,
-        epsilon: float = 1e-5,
+        momentum: UnitFloat = 0.9,
+        epsilon: PositiveFloat = 1e-5,
         **kwargs,
     ):
         super().__init__(**kwargs)

@@ -31,6 +31,7 @@ from keras import ops
 from mmkeras.distribute import local_contribution
 from mmkeras.errors import RecipeError
 from mmkeras.objectives.base import DecodingObjective
+from mmkeras.params import NonNegativeFloat
 
 
 def _check_decoders(decoders: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -70,8 +71,8 @@ class MultimodalAutoencoder(DecodingObjective):
         self,
         decoders: dict[str, dict[str, Any]],
         cross_modal: bool = True,
-        joint_weight: float = 1.0,
-        cross_weight: float = 1.0,
+        joint_weight: NonNegativeFloat = 1.0,
+        cross_weight: NonNegativeFloat = 1.0,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import keras
 
+from mmkeras.recipe_checks import pair_problems
+
 
 class Objective(keras.layers.Layer):
     """Base class of objectives: ``call(outputs, labels=None) -> {"loss": scalar, **metrics}``.
@@ -26,6 +28,12 @@ class Objective(keras.layers.Layer):
     def metric_names(self, modalities: list[str]) -> list[str]:
         """Names of the extra scalars ``call`` returns besides ``loss``."""
         return []
+
+    @classmethod
+    def check_recipe(cls, params: dict, modalities: list[str]) -> list[tuple[str, str]]:
+        """(parameter, problem) for a ``pair`` parameter naming modalities the recipe does not have,
+        found by ``mmkeras validate`` before training. Override to check more."""
+        return pair_problems(params, modalities)
 
     def call(self, outputs, labels=None):
         raise NotImplementedError

@@ -36,6 +36,7 @@ from keras import ops
 from mmkeras.objectives.base import Objective
 from mmkeras.objectives.gmc import gmc_terms
 from mmkeras.objectives.infonce import info_nce_scaled
+from mmkeras.params import PositiveFloat
 
 NCE_FORMS = ("ntxent", "clip")
 
@@ -83,7 +84,7 @@ class CoMM(Objective):
     needs_single_modality_joints = True
 
     def __init__(
-        self, temperature: float = 0.1, nce: str = "ntxent", weights: dict[str, float] | None = None, **kwargs
+        self, temperature: PositiveFloat = 0.1, nce: str = "ntxent", weights: dict[str, float] | None = None, **kwargs
     ):
         super().__init__(**kwargs)
         if temperature <= 0:

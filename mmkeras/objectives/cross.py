@@ -2,7 +2,8 @@
 supervised contrastive fine-tuning (SupCon).
 
 - ``clip``, Cross: symmetric InfoNCE between the modalities' latents with a learned logit scale
-  s = exp(t), t clamped to [0, ln 100] (Radford et al., 2021); see mmkeras.objectives.infonce.
+  s = exp(t), t kept in [0, ln 100] by clipping the variable after each optimizer update (Radford
+  et al., 2021); see mmkeras.objectives.infonce.
 - ``cross_self``, Cross+Self: the cross-modal NCE plus ``ssl_scale`` times the mean over
   modalities of each modality's SimCLR loss between its two augmented views (the official
   ``CrossSelfLoss``: cross + 1/2 (ssl_1 + ssl_2) for two modalities).
@@ -17,7 +18,6 @@ NCE is SimCLR's NT-Xent (as in the official code) or the CLIP form, see mmkeras.
 from __future__ import annotations
 
 import itertools
-import math
 
 import keras
 from keras import ops
@@ -26,6 +26,7 @@ from mmkeras.distribute import cross_replica_gather, local_contribution
 from mmkeras.objectives.base import Objective
 from mmkeras.objectives.comm import check_form, contrast, two_views
 from mmkeras.objectives.infonce import InfoNCE, l2_normalize
+from mmkeras.params import NonNegativeFloat, PositiveFloat, PositiveInt
 
 _NEG = -1e9
 
@@ -38,16 +39,13 @@ def _both(masks, a: str, b: str):
 class CrossCLIP(InfoNCE):
     """Cross: CLIP's symmetric InfoNCE between every pair of modalities' latents (for two
     modalities, the CLIP loss), with the logit scale s = exp(t) learned from s = 1/temperature and
-    t clamped to [0, ln 100] as in CLIP. ``learnable_temperature: false`` fixes s = 1/temperature.
+    t kept in [0, ln 100] as in CLIP: the optimizer clips the variable after each update
+    (:class:`~mmkeras.objectives.infonce.ClipLogScale`) and the loss reads it unclamped, so its
+    gradient never vanishes at a bound. ``learnable_temperature: false`` fixes s = 1/temperature.
     """
 
-    def __init__(self, temperature: float = 0.07, learnable_temperature: bool = True, **kwargs):
+    def __init__(self, temperature: PositiveFloat = 0.07, learnable_temperature: bool = True, **kwargs):
         super().__init__(temperature=temperature, learnable_temperature=learnable_temperature, **kwargs)
-
-    def scale(self):
-        if self.log_scale is None:
-            return 1.0 / self.temperature
-        return ops.exp(ops.clip(self.log_scale, 0.0, math.log(100.0)))
 
 
 @keras.saving.register_keras_serializable(package="mmkeras")
@@ -62,7 +60,9 @@ class CrossSelf(Objective):
 
     num_views = 2
 
-    def __init__(self, temperature: float = 0.1, ssl_scale: float = 1.0, nce: str = "ntxent", **kwargs):
+    def __init__(
+        self, temperature: PositiveFloat = 0.1, ssl_scale: NonNegativeFloat = 1.0, nce: str = "ntxent", **kwargs
+    ):
         super().__init__(**kwargs)
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
@@ -105,7 +105,7 @@ class CMC(Objective):
     temperature. nce: ``ntxent`` (the official CoMM baseline) or ``clip`` (then this equals
     ``infonce``). Rows where a or b is missing drop out of that pair."""
 
-    def __init__(self, temperature: float = 0.1, nce: str = "ntxent", **kwargs):
+    def __init__(self, temperature: PositiveFloat = 0.1, nce: str = "ntxent", **kwargs):
         super().__init__(**kwargs)
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
@@ -142,7 +142,7 @@ class SupCon(Objective):
     are neither anchors nor in any A(k). Used to fine-tune a pretrained model (CoMM's fine-tuning).
     """
 
-    def __init__(self, temperature: float = 0.1, views: int = 2, **kwargs):
+    def __init__(self, temperature: PositiveFloat = 0.1, views: PositiveInt = 2, **kwargs):
         super().__init__(**kwargs)
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}")

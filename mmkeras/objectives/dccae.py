@@ -29,6 +29,7 @@ from mmkeras.objectives.autoencoder import _check_decoders, _row_mse
 from mmkeras.objectives.base import DecodingObjective
 from mmkeras.objectives.dcca import DeepCCA
 from mmkeras.objectives.mvae import LIKELIHOODS, check_likelihoods, negative_log_likelihood
+from mmkeras.params import NonNegativeFloat, PositiveFloat, PositiveInt
 
 RECONSTRUCTIONS = ("mse", *LIKELIHOODS)
 
@@ -71,12 +72,12 @@ class DCCAE(DeepCCA, DecodingObjective):
         self,
         decoders: dict[str, dict[str, Any]],
         likelihoods: dict[str, str] | None = None,
-        reconstruction_weight: float = 1.0,
+        reconstruction_weight: NonNegativeFloat = 1.0,
         pair: list[str] | None = None,
-        top_k: int | None = None,
-        r1: float = 1e-3,
-        r2: float = 1e-3,
-        epsilon: float = 1e-6,
+        top_k: PositiveInt | None = None,
+        r1: NonNegativeFloat = 1e-3,
+        r2: NonNegativeFloat = 1e-3,
+        epsilon: PositiveFloat = 1e-6,
         **kwargs: Any,
     ):
         super().__init__(pair=pair, top_k=top_k, r1=r1, r2=r2, epsilon=epsilon, **kwargs)

@@ -58,6 +58,7 @@ from mmkeras.objectives.dcca import global_batch
 from mmkeras.objectives.dccae import RECONSTRUCTIONS, masked_reconstruction
 from mmkeras.objectives.kernel import kernel_matrix
 from mmkeras.objectives.mvae import check_likelihoods
+from mmkeras.params import NonNegativeFloat, PositiveFloat
 
 VARIANCE_EPSILON = 1e-6
 
@@ -122,11 +123,11 @@ class Factorized(DecodingObjective):
         num_classes: int,
         likelihoods: dict[str, str] | None = None,
         classifier_units: list[int] = (),  # type: ignore[assignment]
-        discriminative_weight: float = 1.0,
-        generative_weight: float = 1.0,
-        prior_weight: float = 1.0,
-        orthogonality_weight: float = 1.0,
-        bandwidth: float = 1.0,
+        discriminative_weight: NonNegativeFloat = 1.0,
+        generative_weight: NonNegativeFloat = 1.0,
+        prior_weight: NonNegativeFloat = 1.0,
+        orthogonality_weight: NonNegativeFloat = 1.0,
+        bandwidth: PositiveFloat = 1.0,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)

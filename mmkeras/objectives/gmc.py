@@ -42,6 +42,7 @@ from keras import layers, ops
 
 from mmkeras.distribute import cross_replica_gather, local_contribution
 from mmkeras.objectives.base import Objective
+from mmkeras.params import NonNegativeFloat, PositiveFloat
 
 _NEG = -1e9
 VARIANTS = ("official", "paper")
@@ -170,12 +171,12 @@ class GMC(Objective):
 
     def __init__(
         self,
-        temperature: float = 0.1,
+        temperature: PositiveFloat = 0.1,
         variant: Literal["official", "paper"] = "official",
         supervised: bool = False,
         task: Literal["classification", "regression"] = "classification",
         num_classes: int = 10,
-        prediction_weight: float = 1.0,
+        prediction_weight: NonNegativeFloat = 1.0,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)

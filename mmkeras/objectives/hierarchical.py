@@ -30,6 +30,7 @@ from mmkeras.heads.decoders import DenseDecoder
 from mmkeras.objectives.autoencoder import _check_decoders
 from mmkeras.objectives.base import DecodingObjective
 from mmkeras.objectives.mvae import check_likelihoods, gaussian_kl, negative_log_likelihood, split_experts
+from mmkeras.params import NonNegativeFloat
 
 
 def dense_stack(units: list[int], output: int, activation: str, name: str, input_dim: int) -> list[layers.Dense]:
@@ -74,9 +75,9 @@ class TwoLevelVAE(DecodingObjective):
         decoders: dict[str, dict[str, Any]],
         likelihoods: dict[str, str] | None = None,
         lambdas: dict[str, float] | None = None,
-        beta: float = 1.0,
-        gamma: float = 1.0,
-        top_beta: float = 1.0,
+        beta: NonNegativeFloat = 1.0,
+        gamma: NonNegativeFloat = 1.0,
+        top_beta: NonNegativeFloat = 1.0,
         top_hidden_units: list[int] = (512, 512),  # type: ignore[assignment]
         sample: bool = True,
         seed: int | None = None,

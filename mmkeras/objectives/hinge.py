@@ -24,6 +24,7 @@ from keras import ops
 from mmkeras.distribute import cross_replica_gather, local_contribution
 from mmkeras.objectives.base import Objective
 from mmkeras.objectives.infonce import l2_normalize
+from mmkeras.params import NonNegativeFloat
 
 
 def _violations(anchors, others, positive, margin, col_mask, negatives):
@@ -55,7 +56,7 @@ class VSEHinge(Objective):
     ``hardest`` negative only (VSE++).
     """
 
-    def __init__(self, margin: float = 0.2, negatives: Literal["sum", "hardest"] = "sum", **kwargs):
+    def __init__(self, margin: NonNegativeFloat = 0.2, negatives: Literal["sum", "hardest"] = "sum", **kwargs):
         super().__init__(**kwargs)
         if margin < 0:
             raise ValueError(f"margin must be non-negative, got {margin}")

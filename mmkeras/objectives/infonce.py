@@ -7,6 +7,11 @@ and the loss is the mean of L_ab over all pairs a < b (Radford et al., 2021, "Le
 Transferable Visual Models From Natural Language Supervision"; van den Oord et al., 2018).
 Rows where a or b is missing are neither anchors nor negatives. Under tf.distribute the
 columns come from the global batch (local rows against gathered columns).
+
+A learned scale is s = exp(t) with t kept in [0, ln 100] (CLIP's bounds: 1 <= s <= 100) by a
+weight constraint the optimizer applies after each update, as open_clip clamps its parameter
+after each step. The forward pass reads t unclamped: clamping it there (``clip``/``minimum`` in
+the graph) would zero the gradient of t for good once an update carried it past a bound.
 """
 
 from __future__ import annotations
@@ -19,8 +24,34 @@ from keras import ops
 
 from mmkeras.distribute import cross_replica_gather, local_contribution
 from mmkeras.objectives.base import Objective
+from mmkeras.params import PositiveFloat
 
 _NEG = -1e9
+#: CLIP's bounds on the learned log logit scale t = ln s: 1 <= s <= 100
+LOG_SCALE_BOUNDS = (0.0, math.log(100.0))
+
+
+@keras.saving.register_keras_serializable(package="mmkeras")
+class ClipLogScale(keras.constraints.Constraint):
+    """Clips a learned log logit scale to [low, high] (CLIP's [0, ln 100] by default). Keras
+    optimizers apply it to the variable after each update, so the forward pass uses the raw
+    variable and its gradient never vanishes at a bound.
+
+    Args:
+        low: the lower bound of t = ln s.
+        high: the upper bound of t = ln s.
+    """
+
+    def __init__(self, low: float = LOG_SCALE_BOUNDS[0], high: float = LOG_SCALE_BOUNDS[1]):
+        if not low <= high:
+            raise ValueError(f"low must be at most high, got {low} > {high}")
+        self.low, self.high = float(low), float(high)
+
+    def __call__(self, w):
+        return ops.clip(ops.convert_to_tensor(w), self.low, self.high)
+
+    def get_config(self) -> dict[str, float]:
+        return {"low": self.low, "high": self.high}
 
 
 def l2_normalize(x):
@@ -63,10 +94,13 @@ class InfoNCE(Objective):
     """CLIP-style symmetric InfoNCE over every pair of modalities' latents.
 
     temperature: the softmax temperature (0.07 in CLIP). learnable_temperature: learn
-    log(1/temperature), clamped to at most log(100) as in CLIP.
+    t = log(1/temperature), kept in [0, ln 100] as in CLIP (temperature in [0.01, 1]) by a
+    :class:`ClipLogScale` constraint applied after each optimizer update; a temperature outside
+    that range starts at the nearest bound. The loss reads t unclamped, so a value assigned by
+    hand outside the bounds is used as is until the next update.
     """
 
-    def __init__(self, temperature: float = 0.07, learnable_temperature: bool = False, **kwargs):
+    def __init__(self, temperature: PositiveFloat = 0.07, learnable_temperature: bool = False, **kwargs):
         super().__init__(**kwargs)
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
@@ -77,14 +111,17 @@ class InfoNCE(Objective):
             self.log_scale = self.add_weight(
                 name="log_scale",
                 shape=(),
-                initializer=keras.initializers.Constant(math.log(1.0 / self.temperature)),
+                initializer=keras.initializers.Constant(
+                    min(max(math.log(1.0 / self.temperature), LOG_SCALE_BOUNDS[0]), LOG_SCALE_BOUNDS[1])
+                ),
                 dtype="float32",
+                constraint=ClipLogScale(*LOG_SCALE_BOUNDS),
             )
 
     def scale(self):
         if self.log_scale is None:
             return 1.0 / self.temperature
-        return ops.exp(ops.minimum(self.log_scale, math.log(100.0)))
+        return ops.exp(self.log_scale)  # unclamped: ClipLogScale bounds the variable after each update
 
     def metric_names(self, modalities):
         return [f"nce_{a}_{b}" for a, b in itertools.combinations(sorted(modalities), 2)]

@@ -28,6 +28,7 @@ from keras import ops
 
 from mmkeras.distribute import cross_replica_gather, num_replicas
 from mmkeras.objectives.base import Objective
+from mmkeras.params import PositiveFloat, PositiveInt
 
 KERNELS = ("linear", "polynomial", "exponential", "rbf")
 _EPS = 1e-12
@@ -78,9 +79,9 @@ class KernelAlignment(Objective):
     def __init__(
         self,
         kernel: Literal["linear", "polynomial", "exponential", "rbf"] = "linear",
-        degree: int = 2,
+        degree: PositiveInt = 2,
         c: float = 1.0,
-        gamma: float = 1.0,
+        gamma: PositiveFloat = 1.0,
         **kwargs,
     ):
         super().__init__(**kwargs)

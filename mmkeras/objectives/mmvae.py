@@ -42,6 +42,7 @@ from mmkeras.fusions.base import Fusion
 from mmkeras.objectives.autoencoder import _check_decoders
 from mmkeras.objectives.base import DecodingObjective
 from mmkeras.objectives.mvae import check_likelihoods, negative_log_likelihood, split_experts
+from mmkeras.params import PositiveInt
 
 NEGATIVE = -1e9  # log-density of an absent mixture component: exp() of it is exactly 0, and it stays finite
 
@@ -96,7 +97,7 @@ class MMVAE(DecodingObjective):
         decoders: dict[str, dict[str, Any]],
         likelihoods: dict[str, str] | None = None,
         lambdas: dict[str, float] | None = None,
-        num_samples: int = 1,
+        num_samples: PositiveInt = 1,
         sample: bool = True,
         seed: int | None = None,
         **kwargs: Any,

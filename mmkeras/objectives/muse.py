@@ -34,6 +34,7 @@ from mmkeras.distribute import local_contribution
 from mmkeras.fusions.base import Fusion
 from mmkeras.objectives.hierarchical import TwoLevelVAE, check_features, dense_stack, run_stack
 from mmkeras.objectives.mvae import gaussian_kl, product_of_experts
+from mmkeras.params import PositiveInt
 
 
 @keras.saving.register_keras_serializable(package="mmkeras")
@@ -49,7 +50,7 @@ class MuseFusion(Fusion):
 
     def __init__(
         self,
-        latent_dim: int | None = None,
+        latent_dim: PositiveInt | None = None,
         hidden_units: list[int] = (512, 512),  # type: ignore[assignment]
         activation: str = "swish",
         stop_gradient: bool = True,

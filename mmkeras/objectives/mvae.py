@@ -42,6 +42,7 @@ from mmkeras.errors import RecipeError
 from mmkeras.fusions.base import Fusion
 from mmkeras.objectives.autoencoder import _check_decoders
 from mmkeras.objectives.base import DecodingObjective
+from mmkeras.params import NonNegativeFloat, NonNegativeInt
 
 LIKELIHOODS = ("gaussian", "bernoulli", "categorical")
 EPS = 1e-6  # keeps log(probability) finite for decoders that saturate
@@ -144,9 +145,9 @@ class MVAE(DecodingObjective):
         decoders: dict[str, dict[str, Any]],
         likelihoods: dict[str, str] | None = None,
         lambdas: dict[str, float] | None = None,
-        beta: float = 1.0,
-        anneal_steps: int = 0,
-        random_subsets: int = 0,
+        beta: NonNegativeFloat = 1.0,
+        anneal_steps: NonNegativeInt = 0,
+        random_subsets: NonNegativeInt = 0,
         sample: bool = True,
         seed: int | None = None,
         **kwargs: Any,

@@ -32,6 +32,7 @@ from mmkeras.distribute import local_contribution
 from mmkeras.fusions.base import Fusion
 from mmkeras.objectives.hierarchical import TwoLevelVAE, check_features, dense_stack, run_stack
 from mmkeras.objectives.mvae import gaussian_kl
+from mmkeras.params import DropoutRate, PositiveInt
 
 
 @keras.saving.register_keras_serializable(package="mmkeras")
@@ -49,12 +50,12 @@ class NexusFusion(Fusion):
 
     def __init__(
         self,
-        latent_dim: int | None = None,
-        message_dim: int = 128,
+        latent_dim: PositiveInt | None = None,
+        message_dim: PositiveInt = 128,
         message_units: list[int] = (),  # type: ignore[assignment]
         hidden_units: list[int] = (512, 512),  # type: ignore[assignment]
         activation: str = "swish",
-        dropout_rate: float = 0.2,
+        dropout_rate: DropoutRate = 0.2,
         stop_gradient: bool = True,
         seed: int | None = None,
         **kwargs: Any,

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmkeras_audio.features import FEATURE_BACKENDS, log_mel, mfcc
+from mmkeras_audio.features import FEATURE_BACKENDS, log_mel, mfcc, num_frames
 
 BACKENDS = ("auto", "tensorflow-io", "soundfile", "tf")
 FEATURES = ("raw", "mfcc", "mel")
@@ -169,6 +169,20 @@ class AudioReader:
                 raise ValueError(f"{name}: must be positive, got {value}")
         if features == "mfcc" and n_features > n_mels:
             raise ValueError(f"n_features: {n_features} MFCCs need n_mels >= {n_features}, got n_mels={n_mels}")
+
+    def shape(
+        self,
+        sample_rate: int = 16000,
+        seconds: float = 1.0,
+        features: str = "raw",
+        n_features: int = 40,
+        n_fft: int = 512,
+        hop_length: int = 160,
+        **_: object,
+    ) -> tuple[int, ...]:
+        """What ``__call__`` returns for these options, known without reading a file (the files dataset's ``info``)."""
+        samples = round(seconds * sample_rate)
+        return (samples,) if features == "raw" else (n_features, num_frames(samples, n_fft, hop_length))
 
     def __call__(
         self,

@@ -8,13 +8,20 @@ from pathlib import Path
 
 import numpy as np
 
-from mmkeras.data.base import Dataset, DataSplit
+from mmkeras.data.base import Dataset, DataSplit, ModalityInfo
 
 #: named sizes -> (train, test) samples; "full" is the GMC paper's 50,000 / 10,000
 SIZES: dict[str, tuple[int, int]] = {
     "full": (50_000, 10_000),
     "small": (5_000, 1_000),
     "tiny": (200, 100),
+}
+#: what :meth:`MHD.load` yields, whatever the size and seed
+MODALITIES: dict[str, ModalityInfo] = {
+    "image": ModalityInfo((28, 28, 1), "float32", "the digit drawn MNIST-style from a Hershey font, in [0, 1]"),
+    "sound": ModalityInfo((32, 128), "float32", "the spoken digit: 32 log-mel bands x 128 frames (1 s), standardised"),
+    "trajectory": ModalityInfo((200,), "float32", "the pen path: 100 (x, y) points, interleaved, within about [-1, 1]"),
+    "label": ModalityInfo((10,), "float32", "the digit, one-hot"),
 }
 
 
@@ -83,6 +90,12 @@ class MHD(Dataset):
         self.sizes = {"train": n_train, "test": n_test}
         self.workers = workers if workers is not None else _cpu_count()
         self.cache_dir = Path(data_dir if data_dir is not None else default_data_dir()) / "mhd"
+
+    def info(self) -> dict[str, ModalityInfo]:
+        return dict(MODALITIES)
+
+    def label_info(self) -> str:
+        return "int64 digit 0-9"
 
     def cache_path(self, split: str) -> Path:
         """The cache file of ``split``, e.g. ``mhd_v2_train_n50000_seed0.npz``."""

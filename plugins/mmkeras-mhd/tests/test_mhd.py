@@ -50,6 +50,14 @@ def test_shapes_dtypes_and_ranges(splits: dict[str, DataSplit]) -> None:
         assert np.isfinite(sound).all() and np.isfinite(d.inputs["trajectory"]).all()
 
 
+def test_declared_modalities_match_the_data(tiny: MHD, splits: dict[str, DataSplit]) -> None:
+    from mmkeras.data.checks import check_finite, info_mismatches
+
+    for split in tiny.splits:
+        assert info_mismatches(MHD(size=7).info(), splits[split]) == []  # any size declares the same
+        assert check_finite(splits[split], split, "mhd")[1] == []
+
+
 def test_labels_agree_and_are_balanced(splits: dict[str, DataSplit]) -> None:
     for d in splits.values():
         onehot = d.inputs["label"]

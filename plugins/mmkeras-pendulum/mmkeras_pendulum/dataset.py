@@ -9,7 +9,7 @@ from typing import Literal
 
 import numpy as np
 
-from mmkeras.data.base import Dataset, DataSplit
+from mmkeras.data.base import Dataset, DataSplit, ModalityInfo
 from mmkeras_pendulum import generate
 
 #: named sizes -> (train, test) observations; "full" is the GMC paper's 20,000 / 2,000
@@ -17,6 +17,13 @@ SIZES: dict[str, tuple[int, int]] = {
     "full": (20_000, 2_000),
     "small": (4_000, 400),
     "tiny": (300, 100),
+}
+#: what :meth:`Pendulum.load` yields, whatever the size and seed
+MODALITIES: dict[str, ModalityInfo] = {
+    "image": ModalityInfo((60, 60, 2), "float32", "the rendered rod, previous and current frame, in {0, 1}"),
+    "sound": ModalityInfo(
+        (12,), "float32", "Doppler frequency and amplitude at 3 receivers, previous and current frame, standardised"
+    ),
 }
 
 
@@ -72,6 +79,12 @@ class Pendulum(Dataset):
         self.seed = seed
         self.sizes = {"train": n_train, "test": n_test}
         self.cache_dir = Path(data_dir if data_dir is not None else default_data_dir()) / "pendulum"
+
+    def info(self) -> dict[str, ModalityInfo]:
+        return dict(MODALITIES)
+
+    def label_info(self) -> str:
+        return "int64 bin 0-7 of the current angle (probes only)"
 
     def cache_path(self, split: str) -> Path:
         """The cache file of ``split``, e.g. ``pendulum_v1_train_n20000_seed0.npz``."""

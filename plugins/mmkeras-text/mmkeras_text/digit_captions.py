@@ -5,9 +5,11 @@ Made from templates in a few milliseconds; nothing is downloaded or cached.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
-from mmkeras.data.base import Dataset, DataSplit
+from mmkeras.data.base import Dataset, DataSplit, ModalityInfo
 from mmkeras_text.tokenizer import WordTokenizer
 
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -95,8 +97,25 @@ class DigitCaptions(Dataset):
         self.min_count = _positive_int("min_count", min_count)
         self.max_vocab = _positive_int("max_vocab", max_vocab, 2)
         self.codes = _rng(self.seed, _STREAM_CODES).normal(size=(10, self.vector_dim)).astype(np.float32)
-        self._rows = {split: self._draw(split) for split in SPLITS}
-        self.tokenizer = WordTokenizer.fit(self._rows["train"][1], min_count=self.min_count, max_size=self.max_vocab)
+
+    # drawn on first use, so constructing the dataset (``mmkeras validate``) costs nothing
+    @functools.cached_property
+    def _rows(self) -> dict[str, tuple[np.ndarray, list[str], np.ndarray]]:
+        return {split: self._draw(split) for split in SPLITS}
+
+    @functools.cached_property
+    def tokenizer(self) -> WordTokenizer:
+        """The word tokenizer fitted on the training captions."""
+        return WordTokenizer.fit(self._rows["train"][1], min_count=self.min_count, max_size=self.max_vocab)
+
+    def info(self) -> dict[str, ModalityInfo]:
+        return {
+            "text": ModalityInfo((self.length,), "int32", "token ids of an English caption of the digit, 0-padded"),
+            "vector": ModalityInfo((self.vector_dim,), "float32", "the digit's random code plus Gaussian noise"),
+        }
+
+    def label_info(self) -> str:
+        return "int64 digit 0-9"
 
     @property
     def vocab_size(self) -> int:

@@ -30,6 +30,9 @@ class TextTransformer(keras.layers.Layer):
     ``[0, vocab_size)`` are read as the unknown id 1. ``L`` may be at most ``max_length``.
     """
 
+    #: the row shapes (no batch axis) it reads, token ids; checked by `mmkeras validate`
+    input_layouts = ("L",)
+
     def __init__(
         self,
         output_dim: int,

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from mmkeras.data.base import Dataset, DataSplit
+from mmkeras.data.base import Dataset, DataSplit, ModalityInfo
 from mmkeras.errors import DataError
 
 FORMAT_VERSION = 1
@@ -61,6 +61,12 @@ SIZES: dict[str, tuple[int, int]] = {
     "tiny": (200, 100),
 }
 TASKS = ("shared", "unique1", "unique2", "synergy")
+TASK_LABELS = {
+    "shared": "int64 shape 0-9 (task shared)",
+    "unique1": "int64 texture of image 1, 0-9 (task unique1)",
+    "unique2": "int64 texture of image 2, 0-9 (task unique2)",
+    "synergy": "int64 0/1: (texture 1, colour 2) in the bijection M (task synergy)",
+}
 SPLITS = ("train", "test")
 
 BACKGROUND = 128  # mid grey, as in CoMM
@@ -355,6 +361,13 @@ class Trifeatures(Dataset):
         self.combinations = combination_split(seed)
         self.bijection = bijection(seed)
         self._pairs: dict[str, np.ndarray] = {}
+
+    def info(self) -> dict[str, ModalityInfo]:
+        s = self.image_size
+        return {f"image{j}": ModalityInfo((s, s, 3), "float32", f"image {j} of the pair, in [0, 1]") for j in (1, 2)}
+
+    def label_info(self) -> str:
+        return TASK_LABELS[self.task]
 
     # -- pairs and labels (cheap, never cached) --------------------------------------------------
     def is_biased(self, split: str) -> bool:
