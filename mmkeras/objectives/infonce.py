@@ -9,9 +9,9 @@ Rows where a or b is missing are neither anchors nor negatives. Under tf.distrib
 columns come from the global batch (local rows against gathered columns).
 
 A learned scale is s = exp(t) with t kept in [0, ln 100] (CLIP's bounds: 1 <= s <= 100) by a
-weight constraint the optimizer applies after each update, as open_clip clamps its parameter
-after each step. The forward pass reads t unclamped: clamping it there (``clip``/``minimum`` in
-the graph) would zero the gradient of t for good once an update carried it past a bound.
+weight constraint the optimizer applies after each update. The forward pass reads t unclamped:
+clamping it there (``clip``/``minimum`` in the graph) would zero the gradient of t for good once
+an update carried it past a bound.
 """
 
 from __future__ import annotations
