@@ -19,6 +19,7 @@ import json
 import math
 import os
 import re
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -89,10 +90,32 @@ def weights_finite(model: Any) -> bool:
     return all(np.isfinite(np.asarray(keras.ops.convert_to_numpy(v))).all() for v in model.trainable_variables)
 
 
+def _check_space(model: Any, directory: Path, target: Path) -> None:
+    """Refuse to start a checkpoint write the disk cannot hold: HDF5 may crash the process (not
+    raise) when the disk fills in the middle of a write. The need is the weights and optimizer
+    state, or the newest checkpoint's size when larger, with a margin for the file format."""
+    need = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in model.variables)
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None and getattr(optimizer, "built", False):
+        need += sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in optimizer.variables)
+    newest = list_checkpoints(directory)
+    if newest:
+        with contextlib.suppress(OSError):
+            need = max(need, newest[0][1].stat().st_size)
+    need = int(need * 1.2) + (1 << 20)
+    free = shutil.disk_usage(directory).free
+    if free < need:
+        raise MMKerasError(
+            f"cannot write {target}: {free / 2**20:.1f} MB free on its disk, about {need / 2**20:.1f} MB needed; "
+            "free some space and run the same command again to resume from the last checkpoint"
+        )
+
+
 def save(model: Any, directory: Path, epochs_completed: int, keep: int = 2) -> Path:
     """Write the checkpoint after ``epochs_completed`` epochs and keep the ``keep`` newest."""
     directory.mkdir(parents=True, exist_ok=True)
     target = checkpoint_path(directory, epochs_completed)
+    _check_space(model, directory, target)
 
     def write(tmp: Path) -> None:
         model.save_weights(str(tmp))

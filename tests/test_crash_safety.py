@@ -164,3 +164,33 @@ def test_nan_data_or_a_modality_of_zeros_never_makes_a_complete_run(tmp_path, po
     if poison == "nan":
         assert "row 17" in out.stderr
     assert not (run / "recipe.yaml").exists() and not (run / "state.json").exists()  # refused before training
+
+
+def test_a_checkpoint_the_disk_cannot_hold_is_refused_before_writing(tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    import keras
+    import numpy as np
+
+    from mmkeras import checkpoint
+    from mmkeras.errors import MMKerasError
+
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(256)])
+    model.compile(optimizer="adam", loss="mse")
+    model.optimizer.build(model.trainable_variables)
+    first = checkpoint.save(model, tmp_path, 1)
+    before = first.read_bytes()
+    weights = (64 * 256 + 256) * 4  # float32 kernel and bias; Adam adds two slots of each
+    assert first.stat().st_size > weights
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: usage(10**9, 10**9 - 3 * weights, 3 * weights))
+    with pytest.raises(MMKerasError, match=r"cannot write .*epoch-0002\.weights\.h5: 0\.\d MB free on its disk"):
+        checkpoint.save(model, tmp_path, 2)
+    assert first.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == [first.name]
+
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: usage(10**9, 0, 10**9))
+    model.layers[0].kernel.assign(np.ones((64, 256), "float32"))
+    checkpoint.save(model, tmp_path, 2)
+    assert checkpoint.restore(model, tmp_path, say=lambda _: None) == 2
