@@ -63,7 +63,7 @@ def test_a_kill_during_the_checkpoint_write_loses_no_completed_epoch(tmp_path):
     assert names == ["epoch-0002.weights.h5", "epoch-0003.weights.h5"]  # two kept, no temporaries left
 
 
-def test_an_unreadable_newest_checkpoint_falls_back_to_the_previous_one(tmp_path):
+def test_an_unreadable_newest_checkpoint_falls_back_to_the_previous_one_and_none_readable_is_one_line(tmp_path):
     recipe = write_recipe(tmp_path, train__epochs=2)
     run = tmp_path / "run"
     assert run_cli("train", recipe, "--output", run, "--verbose", "0").returncode == 0
@@ -77,17 +77,12 @@ def test_an_unreadable_newest_checkpoint_falls_back_to_the_previous_one(tmp_path
     assert history_epochs(run) == [0, 1, 2]
     assert "Traceback" not in more.stderr
 
-
-def test_every_checkpoint_unreadable_is_one_line_naming_them(tmp_path):
-    recipe = write_recipe(tmp_path, train__epochs=1)
-    run = tmp_path / "run"
-    assert run_cli("train", recipe, "--output", run, "--verbose", "0").returncode == 0
-    (run / "checkpoint" / "epoch-0001.weights.h5").write_bytes(b"")
-    out = run_cli("train", recipe, "--output", run, "--verbose", "0", "--set", "train.epochs=2")
-    assert out.returncode == 2
-    assert "no checkpoint can be read (epoch-0001.weights.h5" in out.stderr
-    assert "Traceback" not in out.stderr
-    assert (run / "checkpoint" / "epoch-0001.weights.h5").exists()  # nothing deleted
+    for p in (run / "checkpoint").glob("*.h5"):  # every checkpoint unreadable: one line naming them
+        p.write_bytes(b"")
+    out = run_cli("train", recipe, "--output", run, "--verbose", "0", "--set", "train.epochs=4")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "no checkpoint can be read (epoch-0003.weights.h5" in out.stderr and "epoch-0002.weights.h5 (" in out.stderr
+    assert sorted(p.name for p in (run / "checkpoint").iterdir()) == ["epoch-0002.weights.h5", "epoch-0003.weights.h5"]
 
 
 def test_a_second_process_in_the_same_run_directory_is_refused(tmp_path):
