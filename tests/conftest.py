@@ -35,8 +35,11 @@ def synthetic_recipe(**over):
     return doc
 
 
-def run_cli(*args, env_extra=None, cwd=None, timeout=300):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env_extra or {})}
+def run_cli(*args, env_extra=None, cwd=None, timeout=300, quiet_tf=True):
+    """``mmkeras ARGS`` in a fresh process; ``quiet_tf=False`` leaves TF_CPP_MIN_LOG_LEVEL unset, as a user has it."""
+    env = {k: v for k, v in os.environ.items() if quiet_tf or k != "TF_CPP_MIN_LOG_LEVEL"}
+    env.update({"TF_CPP_MIN_LOG_LEVEL": "3"} if quiet_tf else {})
+    env.update(env_extra or {})
     return subprocess.run(
         [sys.executable, "-m", "mmkeras.cli", *map(str, args)],
         capture_output=True,

@@ -1,12 +1,8 @@
 """The command line prints what it has to say and nothing else: no TensorFlow start-up lines, no
 spurious Keras warnings. Run as a user runs it: a fresh process, TF_CPP_MIN_LOG_LEVEL unset."""
 
-import os
-import subprocess
-import sys
-
 import pytest
-from conftest import ROOT
+from conftest import ROOT, run_cli
 
 # each seen in `mmkeras validate` or `mmkeras train` output before the fix (issue 15)
 NOISE = (
@@ -22,15 +18,7 @@ NOISE = (
 
 
 def mmkeras(*args, cwd=None):
-    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # the CLI must set it itself
-    return subprocess.run(
-        [sys.executable, "-m", "mmkeras.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=1800,  # only a hang trips it
-    )
+    return run_cli(*args, cwd=cwd, timeout=1800, quiet_tf=False)  # the CLI must quiet TensorFlow itself
 
 
 def assert_quiet(out):
