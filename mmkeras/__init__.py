@@ -6,6 +6,7 @@ Public API::
     model = mmkeras.build_model(recipe)        # a compiled keras.Model
     model.fit(dataset)
     z = model.encode({"image": images}, modalities=["image"])
+    encoder = mmkeras.load_encoder("runs/gmc-mhd")   # the trained representation alone
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def load_model(path: str, compile: bool = True):
                 walk(value)
 
     walk(config)
-    import mmkeras.model  # noqa: F401  (registers MultimodalModel with Keras)
+    import mmkeras.model  # noqa: F401  (registers MultimodalModel and MultimodalEncoder with Keras)
 
     for entry in registry.all_entries():
         if entry.target.split(":")[0] in used:
@@ -72,9 +73,25 @@ def load_model(path: str, compile: bool = True):
     try:
         return keras.saving.load_model(path, compile=compile)
     except (TypeError, ValueError) as exc:
+        top = config.get("config", {}) if isinstance(config, dict) else {}
+        if config.get("class_name") == "MultimodalModel" and "encoder" not in top:
+            raise MMKerasError(
+                f"cannot load {path}: it was saved by mmkeras 0.1, before the encoder/task split, and one of its "
+                f"components stores its weights differently now (the nexus and muse fusions and objectives do: "
+                f"{str(exc)[:300]}). Convert such a model by training it again from its run's recipe "
+                "(`mmkeras train RUN/recipe.yaml --output NEW_RUN`), or load it with mmkeras 0.1"
+            ) from exc
         raise MMKerasError(
             f"cannot load {path}: {str(exc)[:500]}. Is the plugin that made it installed? (`mmkeras plugins`)"
         ) from exc
+
+
+def load_encoder(source: str, compile: bool = False):
+    """The trained :class:`~mmkeras.encoder.MultimodalEncoder` of a run directory, an
+    ``encoder.keras`` file or a full model's ``.keras`` file (see :func:`mmkeras.encoder.load_encoder`)."""
+    from mmkeras.encoder import load_encoder as _load
+
+    return _load(source, compile=compile)
 
 
 def load_dataset(name: str, **params: Any):
@@ -95,6 +112,7 @@ __all__ = [
     "RecipeError",
     "build_model",
     "load_dataset",
+    "load_encoder",
     "load_model",
     "load_recipe",
     "recipe_from_dict",

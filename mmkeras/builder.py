@@ -151,7 +151,7 @@ def build_model(
                 "heads", recipe.model.head, "model.head", {"output_dim": recipe.model.latent_dim}, name="head"
             )
         objective = instantiate("objectives", recipe.objective, "objective", name="objective")
-        model = MultimodalModel(
+        model = MultimodalModel(  # builds the MultimodalEncoder (model.encoder) from its parts
             encoders,
             fusion,
             head,
@@ -176,22 +176,20 @@ def build_model(
 
 
 def initialize_from(model: Any, source: str) -> list[str]:
-    """Copy the weights of ``source`` (a saved ``.keras`` model or a run directory holding
-    ``model.keras``) into ``model``'s encoders, joint encoders, fusion and head (``model.init_from``);
-    the objective keeps its fresh weights. Every part must match the source's in weight shapes.
-    Returns the names of the parts copied."""
+    """Load the encoder of ``source`` (a run directory, an ``encoder.keras`` or a model's ``.keras``
+    file; see :func:`mmkeras.encoder.load_encoder`) into ``model``'s encoder (``model.init_from``):
+    its encoders, joint encoders, fusion and head; the objective keeps its fresh weights. Every part
+    must match the source's in weight shapes. Returns the names of the parts copied."""
     from pathlib import Path
 
-    from mmkeras import load_model
+    from mmkeras.encoder import load_encoder
+    from mmkeras.errors import MMKerasError
 
     path = Path(source)
-    if path.is_dir():
-        path = path / "model.keras"
-    if not path.is_file():
-        raise RecipeError(
-            [f"model.init_from: {source}: no saved model there (expected a .keras file or a run directory)"]
-        )
-    saved = load_model(str(path), compile=False)
+    try:
+        saved = load_encoder(path)
+    except MMKerasError as exc:
+        raise RecipeError([f"model.init_from: {exc}"]) from None
     parts = [(f"encoders.{m}", model.encoders[m], saved.encoders.get(m)) for m in model.modalities]
     if model.joint_encoders:
         parts += [

@@ -45,7 +45,9 @@ def cross_replica_gather(x):
         return x, 0
     import tensorflow as tf
 
-    gathered = ctx.all_gather(x, axis=0)
+    # a constant (an all-present mask of ones) may carry no device, which MultiWorkerMirroredStrategy's
+    # all-gather refuses ("destinations can not be empty"); its identity is placed on this replica's device
+    gathered = ctx.all_gather(tf.identity(x), axis=0)
     if x.shape[0] is not None:  # keep the static batch size: [N * b, ...]
         gathered = tf.ensure_shape(gathered, [ctx.num_replicas_in_sync * x.shape[0]] + list(x.shape[1:]))
     offset = ctx.replica_id_in_sync_group * tf.shape(x)[0]

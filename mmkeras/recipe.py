@@ -74,8 +74,8 @@ class ModelSpec(_Spec):
     )
     init_from: str | None = Field(
         None,
-        description="a saved model (.keras) or run directory whose encoders, fusion and head start this model "
-        "(fine-tuning); the objective starts fresh",
+        description="a run directory, encoder.keras or saved model (.keras) whose encoder (encoders, fusion, "
+        "head) starts this model (fine-tuning); the objective starts fresh",
     )
 
 

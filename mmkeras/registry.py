@@ -1,5 +1,5 @@
 """The component registry: every encoder, fusion, head, objective, dataset, augmentation and
-evaluator, found through Python entry points.
+evaluator, and the ``files`` dataset's file readers, found through Python entry points.
 
 Discovery is lazy: names and the distribution that provides each are read from package
 metadata without importing anything; a component's module is imported on first use. A plugin
@@ -33,7 +33,10 @@ KINDS: tuple[str, ...] = (
     "datasets",
     "augmentations",
     "evaluators",
+    "readers",  # file decoders of the ``files`` dataset, named by file extension (see mmkeras.data.files)
 )
+#: the kinds a recipe names (Keras layers and datasets with typed parameters); readers are chosen by extension
+COMPONENT_KINDS: tuple[str, ...] = KINDS[:-1]
 GROUP_PREFIX = "mmkeras."
 IN_PROCESS = "<in-process>"
 #: the plugin API this mmkeras provides; raise it only when a plugin written for the old one would break
@@ -92,6 +95,7 @@ class Registry:
 
     entries: dict[str, dict[str, list[Entry]]] = field(default_factory=dict)
     _discovered: bool = False
+    _shadowed: dict[tuple[str, str], list[Entry]] = field(default_factory=dict)  # hidden by in-process overrides
 
     # -- discovery -----------------------------------------------------------------------
     def discover(self, force: bool = False) -> None:
@@ -104,7 +108,8 @@ class Registry:
                 own = [e for e in lst if e.distribution == IN_PROCESS]
                 if own:
                     kept[kind][name] = own
-        self.entries = kept
+        self.entries = {k: dict(v) for k, v in kept.items()}
+        self._shadowed = {}
         every = md.entry_points()  # one scan of the installed distributions, not one per group
         declared = _declared_apis(every)
         about: dict[int, tuple[str, str]] = {}  # each distribution's METADATA parsed once, not once per entry point
@@ -121,6 +126,9 @@ class Registry:
                 seen.add(key)
                 entry = Entry(kind, ep.name, ep.value, dist_name, dist_version, loader=ep.load)
                 _check_api(entry, declared.get(dist_name))
+                if ep.name in kept[kind]:  # an in-process registration wins until remove()
+                    self._shadowed.setdefault((kind, ep.name), []).append(entry)
+                    continue
                 self.entries[kind].setdefault(ep.name, []).append(entry)
         self._discovered = True
 
@@ -137,13 +145,16 @@ class Registry:
             )
         target = f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', obj)}"
         entry = Entry(kind, name, target, IN_PROCESS, "", obj=obj, status="loaded")
+        installed = [e for e in existing if e.distribution != IN_PROCESS]
+        if installed:  # remove() brings them back
+            self._shadowed[(kind, name)] = installed
         self.entries[kind][name] = [entry]
         return obj
 
     def remove(self, kind: str, name: str) -> None:
         """Forget an in-process registration."""
         lst = self.entries.get(kind, {}).get(name, [])
-        rest = [e for e in lst if e.distribution != IN_PROCESS]
+        rest = [e for e in lst if e.distribution != IN_PROCESS] or self._shadowed.pop((kind, name), [])
         if rest:
             self.entries[kind][name] = rest
         else:

@@ -2,7 +2,8 @@
 
 ``<run>/recipe.yaml`` (resolved recipe), ``checkpoint/`` (weights and optimizer state after
 every epoch, the two newest kept), ``logs/`` (TensorBoard), ``history.csv``, ``state.json``,
-``model.keras`` (the trained model), ``metrics.json``, ``report.md`` and ``figures/``.
+``model.keras`` (the trained model), ``encoder.keras`` (its encoder alone: the representation,
+with no objective; :func:`mmkeras.load_encoder`), ``metrics.json``, ``report.md`` and ``figures/``.
 Re-running the same recipe into the same directory resumes from the checkpoint; raising
 ``train.epochs`` continues training.
 
@@ -56,6 +57,7 @@ class RunDirectory:
         self.logs = self.path / "logs"
         self.figures = self.path / "figures"
         self.model_file = self.path / "model.keras"
+        self.encoder_file = self.path / "encoder.keras"
         self.recipe_file = self.path / "recipe.yaml"
         self.state_file = self.path / "state.json"
         self.history_file = self.path / "history.csv"
@@ -212,6 +214,8 @@ def _train(recipe: Recipe, run: RunDirectory, verbose: int | str, chief: bool) -
     complete = state.get("status") == "complete" and state.get("epochs_completed", 0) >= epochs
     if complete and _load_saved_model(model, run, scope):
         print(f"{run.path}: training already complete ({state['epochs_completed']} epochs); evaluating the saved model")
+        if chief and not run.encoder_file.exists():  # a run finished before encoders were saved alone
+            atomic_write(run.encoder_file, lambda tmp: model.encoder.save(str(tmp)))
     else:
         # every worker resumes from the chief's checkpoint; each writes its own copy, so none overwrites another's
         with scope:
@@ -280,6 +284,7 @@ def _train(recipe: Recipe, run: RunDirectory, verbose: int | str, chief: bool) -
         if not chief:
             return run
         atomic_write(run.model_file, lambda tmp: model.save(str(tmp)))
+        atomic_write(run.encoder_file, lambda tmp: model.encoder.save(str(tmp)))
         run.write_state(epochs_completed=epochs, epochs=epochs, status="complete", failure=None)
 
     results = evaluate(model, recipe.evaluate, splits, run)

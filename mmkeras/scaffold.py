@@ -2,10 +2,11 @@
 
 The generated project is what a third party publishes: a ``pyproject.toml`` with the entry point and
 the plugin API declaration, a package with one example component of the chosen kind (typed
-parameters, ``keras.ops``, registered serializable, ``get_config``), tests that run the conformance
-kit (:mod:`mmkeras.testing`) and check the component's values, a README and an example recipe on the
-``arrays`` synthetic data. It installs and passes its own tests as generated. The templates are the
-``*.tmpl`` files under ``mmkeras/templates/plugin/`` (``$name`` placeholders, :class:`string.Template`).
+parameters on a :mod:`mmkeras.plugin` base class, ``keras.ops``, registered serializable), tests
+that run the conformance kit (:mod:`mmkeras.testing`) and check the component's values, a README
+and an example recipe on the ``arrays`` synthetic data. It installs and passes its own tests as
+generated. The templates are the ``*.tmpl`` files under ``mmkeras/templates/plugin/`` (``$name``
+placeholders, :class:`string.Template`).
 """
 
 from __future__ import annotations

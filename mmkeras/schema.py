@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from mmkeras.errors import ComponentError
 from mmkeras.recipe import INJECTED, DataSpec, ModalitySpec, ModelSpec, Recipe, params_model
-from mmkeras.registry import KINDS, parameters, registry
+from mmkeras.registry import COMPONENT_KINDS, parameters, registry
 
 
 def _component_schema(kind: str) -> dict[str, Any]:
@@ -43,7 +43,7 @@ def recipe_json_schema() -> dict[str, Any]:
     """JSON Schema of recipes, with every installed component's parameters."""
     schema = Recipe.model_json_schema()
     defs = schema.setdefault("$defs", {})
-    for kind in KINDS:
+    for kind in COMPONENT_KINDS:
         if kind != "datasets":
             defs[f"{kind}_component"] = _component_schema(kind)
 
@@ -133,7 +133,7 @@ def recipe_reference_markdown() -> str:
     for model, prefix in sections:
         lines += _key_rows(model, prefix)
     lines += ["", "A component is `{name: <registry name>, params: {...}}`.", ""]
-    for kind in KINDS:
+    for kind in COMPONENT_KINDS:
         lines += [f"## {kind.capitalize()}", "", "| name | distribution | parameters | summary |", "|---|---|---|---|"]
         for name in registry.names(kind):
             try:

@@ -36,6 +36,8 @@ KNOWN_HOOKS = {
     ("mmkeras.evaluators.base", "Evaluator"): "mmkeras.recipe_checks:modality_name_problems",
     ("mmkeras.objectives.base", "Objective"): "mmkeras.recipe_checks:pair_problems",
 }
+#: the module that re-exports the plugin API's names from where they are defined
+PLUGIN_API = "mmkeras.plugin"
 _SERIALIZABLE = {"keras.saving.register_keras_serializable", "keras.utils.register_keras_serializable"}
 _MAX_DEPTH = 16
 
@@ -168,10 +170,23 @@ def _parse(name: str, path: Path, is_package: bool) -> _Module:
                 if alias.name == "*":
                     star = True
                 else:
-                    imports[alias.asname or alias.name] = (source, alias.name)
+                    imports[alias.asname or alias.name] = _origin(source, alias.name)
         elif isinstance(stmt, ast.ClassDef):
             classes[stmt.name] = stmt
     return _Module(name, path, tree, future, imports, classes, _bindings(tree.body), star)
+
+
+def _origin(source: str, attr: str) -> tuple[str, str]:
+    """Where ``from source import attr`` really takes ``attr`` from: the plugin API (``mmkeras.plugin``)
+    re-exports names lazily, so its own source defines none of them."""
+    if source == PLUGIN_API:
+        from mmkeras.plugin import _WHERE
+
+        module = _WHERE.get(attr)
+        if module is not None:
+            parent, _, last = module.rpartition(".")
+            return (parent, last) if last == attr else (module, attr)
+    return source, attr
 
 
 def _require(module: str) -> None:
@@ -292,7 +307,7 @@ def _base(module: _Module, expr: ast.expr, depth: int) -> Any:
     if isinstance(expr, ast.Name):  # `from m import C`
         found = _class_named(module, expr.id, depth)
     else:  # `import m` ... `m.C`
-        owner, _, attr = dotted.rpartition(".")
+        owner, attr = _origin(*dotted.rpartition(".")[::2])
         found = _class_named(_module(owner), attr, depth)
     if found is None:
         raise _Unresolved(dotted)
@@ -414,7 +429,8 @@ def _lookup(mro: list[Any], attr: str) -> tuple[Any, ast.stmt | None]:
 
 def _read_class(cls: _Class, mro: list[Any]) -> StaticComponent:
     for c in mro:
-        if _static(c) and _defines(c, "__init_subclass__") is not None:
+        # Component's hook only wraps __init__ with a check that keeps its signature
+        if _static(c) and c.key != ("mmkeras.component", "Component") and _defines(c, "__init_subclass__") is not None:
             raise _Unresolved(f"{c.node.name} defines __init_subclass__")
     owner, init = _lookup(mro, "__init__")
     params: list[tuple[str, Any, Any]] = []
@@ -567,6 +583,19 @@ def _hints(owner: _Class, annotations: dict[str, ast.expr]) -> dict[str, Any]:
         raise _Unresolved("an annotation does not resolve in the safe namespace") from exc
 
 
+def _plugin_api_types() -> types.SimpleNamespace:
+    """The plugin API's names that come from :data:`SAFE_MODULES` (the parameter types), for annotations."""
+    from mmkeras.plugin import _WHERE
+
+    return types.SimpleNamespace(
+        **{
+            name: getattr(importlib.import_module(module), name)
+            for name, module in _WHERE.items()
+            if module in SAFE_MODULES
+        }
+    )
+
+
 def _namespace(module: _Module) -> dict[str, Any]:
     """Builtins not shadowed by the module, and the names it imports once from :data:`SAFE_MODULES`."""
     if module.namespace is None:
@@ -577,7 +606,9 @@ def _namespace(module: _Module) -> dict[str, Any]:
         for local, (source, attr) in module.imports.items():
             if module.bound.get(local) != 1:
                 continue
-            if attr is None and source in SAFE_MODULES:
+            if attr is None and source == PLUGIN_API:  # `import mmkeras.plugin as mm` ... `mm.PositiveInt`
+                ns[local] = _plugin_api_types()
+            elif attr is None and source in SAFE_MODULES:
                 ns[local] = importlib.import_module(source)
             elif attr is not None and source in SAFE_MODULES:
                 real = importlib.import_module(source)

@@ -21,6 +21,14 @@ builder does) and raises :class:`AssertionError` naming the check that failed an
 - **masks**: fusions ignore a masked modality's features (change them: the output does not move) and
   survive a row with no modality; objectives drop masked rows (change a missing modality's inputs
   in those rows: the loss and metrics do not move).
+- **2 replicas** (objectives): under ``tf.distribute.MirroredStrategy`` on two devices, each with
+  half the batch, the replicas' loss and metrics summed and their gradients summed equal one device's
+  on the whole batch (float32 tolerance), as :mod:`mmkeras.distribute` requires: negatives and batch
+  statistics come from the global batch (``cross_replica_gather``) and each replica returns its local
+  contribution (``local_contribution``). Two devices: GPUs if there are two, else the CPU split in two
+  by :func:`use_logical_devices`, which must run before TensorFlow does (at the top of the test
+  module or ``conftest.py``). ``replicas=None`` (the default) runs this check when two devices are
+  there and warns that it was skipped otherwise; ``True`` requires it; ``False`` leaves it out.
 - **save and reload**: inside a :class:`~mmkeras.model.MultimodalModel` saved to ``.keras`` and
   loaded with :func:`mmkeras.load_model`, outputs are identical.
 
@@ -34,6 +42,7 @@ import json
 import os
 import tempfile
 import typing
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -378,6 +387,109 @@ def check_head(cls: type, params: dict[str, Any] | None = None, feature_dim: int
 
 
 # -- objectives --------------------------------------------------------------------------------
+def use_logical_devices(count: int = 2) -> bool:
+    """Split the CPU into ``count`` logical devices for the 2-replica check of :func:`check_objective`.
+
+    TensorFlow fixes its devices when it first runs anything, so call this before (at the top of a
+    test module or ``conftest.py``). Returns whether ``count`` devices of one type are available."""
+    if not _on_tf():
+        return False
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]  # listing physical devices starts nothing
+    with contextlib.suppress(RuntimeError):  # TensorFlow already started: keep the devices it has
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * count)
+    return _replica_devices(count) is not None
+
+
+_STRATEGIES: dict[tuple[str, ...], Any] = {}
+
+
+def _mirrored(devices: tuple[str, ...]) -> Any:
+    """One MirroredStrategy per device set and process: a second one reuses the first's collective
+    instance keys, and TensorFlow then aborts a later check ("Collective instance 100 expected type ...")."""
+    import tensorflow as tf
+
+    if devices not in _STRATEGIES:
+        _STRATEGIES[devices] = tf.distribute.MirroredStrategy(list(devices))
+    return _STRATEGIES[devices]
+
+
+def _replica_devices(count: int = 2) -> list[str] | None:
+    import tensorflow as tf
+
+    for kind in ("GPU", "CPU"):
+        found = tf.config.list_logical_devices(kind)
+        if len(found) >= count:
+            return [d.name for d in found[:count]]
+    return None
+
+
+def _sum_replicas(strategy: Any, values: tuple[dict[str, Any], list[Any]]) -> tuple[dict[str, Any], list[Any]]:
+    """Per-replica ``(results, gradients)`` summed over replicas (a None gradient stays None)."""
+    parts = strategy.experimental_local_results(values)
+    results = {k: sum(_np(out[k]) for out, _ in parts) for k in parts[0][0]}
+    grads = [None if gs[0] is None else sum(_np(g) for g in gs) for gs in zip(*(g for _, g in parts), strict=True)]
+    return results, grads
+
+
+def _check_replicas(
+    ck: _Checker, build: Callable[[], Any], inputs: dict[str, Any], labels: np.ndarray, required: bool
+) -> None:
+    """Two replicas with half the batch each against one device with the whole batch (module docstring)."""
+    if not _on_tf():
+        return
+    import tensorflow as tf
+
+    with ck.check("2 replicas"):
+        devices = _replica_devices(2)
+        advice = (
+            "call mmkeras.plugin.use_logical_devices(2) before TensorFlow runs anything "
+            "(at the top of the test module or conftest.py)"
+        )
+        if devices is None and not required:
+            warnings.warn(
+                f"{ck.what}: the 2-replica check did not run, TensorFlow has one device: {advice}", stacklevel=3
+            )
+            return
+        assert devices is not None, f"needs two devices, and TensorFlow started with one: {advice}"
+        strategy = _mirrored(tuple(devices))
+        with strategy.scope():
+            model = build()
+        variables = model.trainable_variables
+        half = len(labels) // 2
+
+        def step(x: Any, y: Any) -> tuple[dict[str, Any], list[Any]]:
+            with tf.GradientTape() as tape:
+                out = dict(model.objective(model(x, training=False), y))
+            return out, tape.gradient(out["loss"], variables)
+
+        one_out, one_grads = tf.function(step)(inputs, labels)
+        one_out, one_grads = keras.tree.map_structure(_np, one_out), [None if g is None else _np(g) for g in one_grads]
+
+        batch = tf.data.Dataset.from_tensor_slices((inputs, labels)).batch(2 * half)  # split as Keras's fit does
+        shards = next(iter(strategy.experimental_distribute_dataset(batch)))
+        two_out, two_grads = _sum_replicas(strategy, tf.function(lambda s: strategy.run(step, args=s))(shards))
+    hint = (
+        ": compute batch statistics and negatives over the global batch (cross_replica_gather) and return each "
+        "replica's local contribution (local_contribution, or a global statistic / num_replicas())"
+    )
+    with ck.check("2 replicas", hint):
+        for key in sorted(one_out):
+            a, b = float(two_out[key]), float(one_out[key])
+            assert np.isclose(a, b, rtol=1e-4, atol=1e-5), (
+                f"{key!r} summed over 2 replicas of {half} rows is {a:.6g}; one device with all {2 * half} rows "
+                f"gives {b:.6g}"
+            )
+        for v, a, b in zip(variables, two_grads, one_grads, strict=True):
+            assert (a is None) == (b is None), f"the gradient of {v.path} is None on one side only"
+            if a is not None and not np.allclose(a, b, rtol=1e-4, atol=1e-5):
+                raise AssertionError(
+                    f"the gradient of {v.path} summed over 2 replicas differs from one device's by up to "
+                    f"{np.max(np.abs(a - b)):.3g} (largest entry {np.max(np.abs(b)):.3g})"
+                )
+
+
 def check_objective(
     cls: type,
     params: dict[str, Any] | None = None,
@@ -385,10 +497,13 @@ def check_objective(
     latent_dim: int = 8,
     num_classes: int = 3,
     batch_size: int = 8,
+    replicas: bool | None = None,
 ) -> None:
     """Check an objective inside a small :class:`~mmkeras.model.MultimodalModel` (Dense encoders to
-    ``latent_dim``, no head): a float32 scalar ``loss`` and the metrics it names, masked rows dropped,
-    gradients to its own weights and to every encoder (see the module docstring)."""
+    ``latent_dim``, no head): a float32 scalar ``loss`` and its metrics, masked rows dropped,
+    gradients to its own weights and to every encoder, and 2 replicas equal to one device on the
+    global batch (``replicas``: None when two devices are there, True always, False never; see the
+    module docstring)."""
     ck = _Checker("objective", cls)
     params = dict(params or {})
     _check_parameters(ck, cls, params)
@@ -408,8 +523,6 @@ def check_objective(
         model = build(cls(**params, name="objective"))
         out = result(model, inputs)
         assert "loss" in out, f"call() returned keys {sorted(out)}, expected 'loss' among them"
-        expected = sorted(["loss", *model.objective.metric_names(names)])
-        assert sorted(out) == expected, f"call() returned keys {sorted(out)}; 'loss' and metric_names() give {expected}"
         for key, value in out.items():
             assert tuple(value.shape) == (), f"{key!r} has shape {tuple(value.shape)}, expected a scalar"
             assert _dtype(value) == "float32", f"{key!r} is {_dtype(value)}, expected float32"
@@ -450,6 +563,9 @@ def check_objective(
             assert _dtype(value) == "float32", f"{key!r} is {_dtype(value)} under mixed_float16, expected float32"
         _assert_finite(out16, "the loss under mixed_float16")
     _save_reload(ck, model, lambda mdl: result(mdl, inputs))
+    if replicas is not False:
+        masked = {**x, "masks": _masks(names, batch_size, names[-1])}
+        _check_replicas(ck, lambda: build(cls(**params, name="objective")), masked, labels, bool(replicas))
 
 
 # -- augmentations -----------------------------------------------------------------------------

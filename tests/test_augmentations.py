@@ -6,18 +6,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mmkeras.augmentations.basic import GaussianNoise
-from mmkeras.augmentations.signal import (
-    FeatureMask,
-    FreqMask,
-    Gain,
-    Jitter,
-    RandomDrop,
-    Scaling,
-    TimeMask,
-    TimeShift,
-    TokenMask,
-)
+from mmkeras.augmentations.feature_mask import FeatureMask
+from mmkeras.augmentations.freq_mask import FreqMask
+from mmkeras.augmentations.gain import Gain
+from mmkeras.augmentations.gaussian_noise import GaussianNoise
+from mmkeras.augmentations.jitter import Jitter
+from mmkeras.augmentations.random_drop import RandomDrop
+from mmkeras.augmentations.scaling import Scaling
+from mmkeras.augmentations.time_mask import TimeMask
+from mmkeras.augmentations.time_shift import TimeShift
+from mmkeras.augmentations.token_mask import TokenMask
 
 FLOAT = {
     "time_mask": (TimeMask, {"max_width": 6}),
@@ -192,15 +190,16 @@ def test_token_mask_never_masks_padding():
 @pytest.mark.parametrize(
     "make, message",
     [
-        (lambda: TimeMask(max_width=-1), "time_mask: needs max_width >= 0"),
+        (lambda: TimeMask(max_width=-1), "TimeMask: max_width: expected a number >= 0, got -1"),
         (lambda: FreqMask(axis=0), "freq_mask: axis must not be 0"),
         (lambda: Gain(min_db=3.0, max_db=-3.0), "gain: needs min_db <= max_db"),
-        (lambda: TimeShift(max_shift=2.0), "time_shift: max_shift must be a fraction"),
-        (lambda: RandomDrop(max_fraction=1.5), "random_drop: max_fraction must be in"),
-        (lambda: RandomDrop(rate=-0.1), "random_drop: rate must be in"),
-        (lambda: Scaling(stddev=-1.0), "scaling: stddev must be >= 0"),
-        (lambda: FeatureMask(fraction=2.0), "feature_mask: fraction must be in"),
+        (lambda: TimeShift(max_shift=2.0), "TimeShift: max_shift: expected a number <= 1, got 2.0"),
+        (lambda: RandomDrop(max_fraction=1.5), "RandomDrop: max_fraction: expected a number <= 1, got 1.5"),
+        (lambda: RandomDrop(rate=-0.1), "RandomDrop: rate: expected a number >= 0, got -0.1"),
+        (lambda: Scaling(stddev=-1.0), "Scaling: stddev: expected a number >= 0, got -1.0"),
+        (lambda: FeatureMask(fraction=2.0), "FeatureMask: fraction: expected a number <= 1, got 2.0"),
         (lambda: TokenMask(mask_id=0), "token_mask: mask_id must differ from padding_id"),
+        (lambda: GaussianNoise(seed=-1), "GaussianNoise: seed: expected a number >= 0, got -1"),
     ],
 )
 def test_bad_parameters_raise(make, message):

@@ -7,7 +7,14 @@ import pytest
 from conftest import ROOT, run_cli
 
 import mmkeras
-from mmkeras.objectives.comm import CoMM, nt_xent
+from mmkeras.losses import nt_xent
+from mmkeras.objectives.comm import CoMM
+from mmkeras.record import Record
+
+
+def rec(**fields):
+    """A forward-pass record with the given fields (the others empty)."""
+    return Record(**{"features": {}, "latents": {}, "joint_feature": None, "joint": None, "masks": {}, **fields})
 
 
 def unit(x):
@@ -73,9 +80,9 @@ def test_comm_hand_computed_tiny_example():
     # n = 1 modality, N = 2, t = 1; view 1 joint = [e1, e2], view 2 joint = [e1, e2],
     # singles: view 1 = [e1, e1], view 2 = [e2, e2]
     e = np.eye(2, dtype="float32")
-    v1 = {"joint": e, "joint_single": {"x": np.stack([e[0], e[0]])}, "masks": {"x": np.ones(2, "float32")}}
-    v2 = {"joint": e, "joint_single": {"x": np.stack([e[1], e[1]])}, "masks": {"x": np.ones(2, "float32")}}
-    loss = CoMM(temperature=1.0)({"views": [v1, v2]})
+    v1 = rec(joint=e, joint_single={"x": np.stack([e[0], e[0]])}, masks={"x": np.ones(2, "float32")})
+    v2 = rec(joint=e, joint_single={"x": np.stack([e[1], e[1]])}, masks={"x": np.ones(2, "float32")})
+    loss = CoMM(temperature=1.0)(rec(views=(v1, v2)))
     joint = math.log(math.e + 2) - 1
     # NCE([e1, e1], [e1, e2]): rows a1 = a2 = e1, b1 = e1, b2 = e2.
     # a1: pos b1 (1); others a2 (1), b2 (0) -> log(2e + 1) - 1.  a2: pos b2 (0); others a1 (1), b1 (1) -> log(2e + 1).
@@ -97,7 +104,7 @@ def test_comm_matches_numpy_with_masks_and_weights(nce):
     for v in (v1, v2):
         v["masks"] = masks
     weights = {"joint": 2.0, "text": 0.5}
-    out = CoMM(temperature=0.1, nce=nce, weights=weights)({"views": [v1, v2]})
+    out = CoMM(temperature=0.1, nce=nce, weights=weights)(rec(views=(rec(**v1), rec(**v2))))
     expected, terms = np_comm(v1, v2, masks, 0.1, nce, weights)
     assert float(out["loss"]) == pytest.approx(expected, rel=1e-5)
     for k, v in terms.items():
@@ -106,12 +113,12 @@ def test_comm_matches_numpy_with_masks_and_weights(nce):
 
 def test_comm_rejects_unknown_weight_and_missing_views():
     rng = np.random.default_rng(2)
-    v = {**record(rng, 4, 3, ["a"]), "masks": {"a": np.ones(4, "float32")}}
+    v = rec(**record(rng, 4, 3, ["a"]), masks={"a": np.ones(4, "float32")})
     with pytest.raises(ValueError, match=r"weights has keys \['b'\]; expected 'joint' or modalities \['a'\]"):
-        CoMM(weights={"b": 1.0})({"views": [v, v]})
+        CoMM(weights={"b": 1.0})(rec(views=(v, v)))
     with pytest.raises(ValueError, match="comm needs the records of two augmented views"):
         CoMM()(v)
-    with pytest.raises(ValueError, match="nce must be one of"):
+    with pytest.raises(ValueError, match=r"CoMM: nce: Input should be .ntxent. or .clip., got .triplet."):
         CoMM(nce="triplet")
 
 
@@ -208,7 +215,7 @@ def test_comm_trifeatures_learns_redundancy(tmp_path):
 
 # -- the CoMM probe protocol (evaluator logistic_probe) ------------------------------------------
 def test_balanced_accuracy_hand_computed():
-    from mmkeras.evaluators.probe import balanced_accuracy
+    from mmkeras.evaluators.logistic_probe import balanced_accuracy
 
     y = np.array([0, 0, 0, 1])
     assert balanced_accuracy(y, np.zeros(4, int)) == pytest.approx(0.5)
@@ -216,7 +223,7 @@ def test_balanced_accuracy_hand_computed():
 
 
 def test_logistic_solution_is_stationary_and_shrinks_with_l2():
-    from mmkeras.evaluators.probe import fit_logistic
+    from mmkeras.evaluators.logistic_probe import fit_logistic
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(300, 4)).astype("float32")
@@ -243,7 +250,7 @@ def test_logistic_solution_is_stationary_and_shrinks_with_l2():
 
 
 def test_balanced_class_weights_find_the_rare_class():
-    from mmkeras.evaluators.probe import LogisticProbe
+    from mmkeras.evaluators.logistic_probe import LogisticProbe
 
     # 10% positives shifted by one standard deviation: the unweighted fit predicts "negative" almost everywhere
     rng = np.random.default_rng(3)
@@ -258,7 +265,7 @@ def test_balanced_class_weights_find_the_rare_class():
 
 
 def test_probe_chooses_l2_without_looking_at_test():
-    from mmkeras.evaluators.probe import LogisticProbe
+    from mmkeras.evaluators.logistic_probe import LogisticProbe
 
     rng = np.random.default_rng(1)
     z = rng.normal(size=(400, 6))
@@ -276,7 +283,7 @@ def test_probe_chooses_l2_without_looking_at_test():
 
 
 def test_probe_reads_each_task_from_the_named_dataset():
-    from mmkeras.evaluators.probe import LogisticProbe
+    from mmkeras.evaluators.logistic_probe import LogisticProbe
 
     model = mmkeras.build_model(comm_recipe(), {"a": [16], "b": [8, 8, 1]}, compile=False)
     params = {"synthetic": True, "num_samples": 96}

@@ -16,7 +16,10 @@ from mmkeras.testing import (
     check_fusion,
     check_head,
     check_objective,
+    use_logical_devices,
 )
+
+use_logical_devices(2)  # check_objective's 2-replica check; before any TensorFlow op runs (pytest imports first)
 
 
 @pytest.fixture(autouse=True)
@@ -66,7 +69,7 @@ def test_first_party_head_passes():
     ],
 )
 def test_first_party_objectives_pass(name, params):
-    check_objective(registry.get("objectives", name), params, modalities=("a", "b", "c"))
+    check_objective(registry.get("objectives", name), params, modalities=("a", "b", "c"), replicas=True)
 
 
 def test_first_party_augmentation_passes():

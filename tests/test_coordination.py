@@ -9,10 +9,12 @@ import pytest
 
 from mmkeras.errors import RecipeError
 from mmkeras.evaluators.linear_cca import LinearCCA
+from mmkeras.losses import canonical_correlations
 from mmkeras.objectives.cosine import CosineCoordination
-from mmkeras.objectives.dcca import DeepCCA, canonical_correlations
+from mmkeras.objectives.dcca import DeepCCA
 from mmkeras.objectives.hinge import VSEHinge
 from mmkeras.objectives.kernel import KernelAlignment
+from mmkeras.record import Record
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,7 +25,8 @@ def unit(x):
 
 def record(z, masks=None):
     n = int(next(iter(z.values())).shape[0])
-    return {"latents": z, "masks": masks or {m: np.ones(n, "float32") for m in z}}
+    masks = masks or {m: np.ones(n, "float32") for m in z}
+    return Record(features={}, latents=z, joint_feature=None, joint=None, masks=masks)
 
 
 def value(x):
@@ -98,7 +101,8 @@ def test_kernel_hand_computed_linear_cka_of_a_rotation_is_one():
 
 def test_kernel_rejects_unknown_kernel():
     with pytest.raises(
-        ValueError, match=r"kernel must be one of \['linear', 'polynomial', 'exponential', 'rbf'\], got 'cosine'"
+        ValueError,
+        match=r"KernelAlignment: kernel: Input should be 'linear', 'polynomial', 'exponential' or 'rbf', got 'cosine'",
     ):
         KernelAlignment("cosine")
 
@@ -195,9 +199,9 @@ def test_dcca_loss_is_minus_the_top_k_sum():
 
 def test_dcca_needs_two_views_or_a_pair():
     with pytest.raises(RecipeError, match=r"objective.params.pair: dcca is defined for two views and the model has 3"):
-        DeepCCA().metric_names(["a", "b", "c"])
+        DeepCCA().views(["a", "b", "c"])
     with pytest.raises(RecipeError, match=r"unknown modalities \['d'\]"):
-        DeepCCA(pair=["a", "d"]).metric_names(["a", "b", "c"])
+        DeepCCA(pair=["a", "d"]).views(["a", "b", "c"])
     x, y = correlated_views()
     out = DeepCCA(pair=["b", "c"])(record({"a": y, "b": x, "c": y}))
     assert value(out["loss"]) == pytest.approx(-np_canonical_correlations(x, y, 1e-3, 1e-3).sum(), abs=1e-4)
@@ -286,6 +290,7 @@ import keras
 from mmkeras.objectives.dcca import DeepCCA
 from mmkeras.objectives.hinge import VSEHinge
 from mmkeras.objectives.kernel import KernelAlignment
+from mmkeras.record import Record
 
 rng = np.random.default_rng(0)
 xa, xb = rng.normal(size=(16, 5)).astype("float32"), rng.normal(size=(16, 4)).astype("float32")
@@ -295,7 +300,8 @@ strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])  # one: a new on
 for objective in [VSEHinge(0.3, "hardest"), VSEHinge(0.3, "sum"), KernelAlignment("rbf", gamma=0.5), DeepCCA()]:
     def step(xa, xb, m, w):
         with tf.GradientTape() as tape:
-            rec = {"latents": {"a": tf.matmul(xa, w), "b": xb}, "masks": {"a": m, "b": tf.ones_like(m)}}
+            latents, masks = {"a": tf.matmul(xa, w), "b": xb}, {"a": m, "b": tf.ones_like(m)}
+            rec = Record(features={}, latents=latents, joint_feature=None, joint=None, masks=masks)
             loss = objective(rec)["loss"]
         return loss, tape.gradient(loss, w)
     w1 = tf.Variable(init)

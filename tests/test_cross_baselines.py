@@ -2,9 +2,12 @@ import math
 
 import numpy as np
 import pytest
-from test_comm import np_clip, np_ntxent
+from test_comm import np_clip, np_ntxent, rec
 
-from mmkeras.objectives.cross import CMC, CrossCLIP, CrossSelf, SupCon
+from mmkeras.objectives.clip import CrossCLIP
+from mmkeras.objectives.cmc import CMC
+from mmkeras.objectives.cross_self import CrossSelf
+from mmkeras.objectives.supcon import SupCon
 
 
 def latents(rng, n, d, mods):
@@ -34,7 +37,7 @@ def test_clip_hand_computed_and_scale_clamped_to_0_ln100():
     # a = b = [e1, e2] with s = 1/0.5 = 2: each direction's CE is log(e^2 + 1) - 2
     e = np.eye(2, dtype="float32")
     obj = CrossCLIP(temperature=0.5)
-    out = obj({"latents": {"a": e, "b": e}, "masks": ones(2, "ab")})
+    out = obj(rec(latents={"a": e, "b": e}, masks=ones(2, "ab")))
     assert float(out["loss"]) == pytest.approx(math.log(math.e**2 + 1) - 2, rel=1e-6)
     assert float(out["nce_a_b"]) == pytest.approx(float(out["loss"]), rel=1e-6)
     obj.log_scale.assign(obj.log_scale.constraint(7.0))  # what the optimizer does after an update
@@ -49,7 +52,7 @@ def test_cross_self_matches_numpy_with_a_missing_row():
     v1, v2 = latents(rng, 6, 4, "ab"), latents(rng, 6, 4, "ab")
     masks = {"a": np.ones(6, "float32"), "b": np.array([1, 1, 1, 0, 1, 1], "float32")}
     out = CrossSelf(temperature=0.2, ssl_scale=0.5)(
-        {"views": [{"latents": v1, "masks": masks}, {"latents": v2, "masks": masks}]}
+        rec(views=(rec(latents=v1, masks=masks), rec(latents=v2, masks=masks)))
     )
     keep = masks["b"] > 0
     cross = 0.5 * (np_ntxent(v1["a"][keep], v1["b"][keep], 0.2) + np_ntxent(v2["a"][keep], v2["b"][keep], 0.2))
@@ -64,7 +67,7 @@ def test_cross_self_matches_numpy_with_a_missing_row():
 def test_cmc_is_the_mean_over_pairs(nce):
     rng = np.random.default_rng(1)
     z = latents(rng, 5, 3, "abc")
-    out = CMC(temperature=0.3, nce=nce)({"latents": z, "masks": ones(5, "abc")})
+    out = CMC(temperature=0.3, nce=nce)(rec(latents=z, masks=ones(5, "abc")))
     f = np_ntxent if nce == "ntxent" else np_clip
     pairs = [("a", "b"), ("a", "c"), ("b", "c")]
     for x, y in pairs:
@@ -76,7 +79,7 @@ def test_supcon_hand_computed_one_view():
     # rows e1, e1, e2 with labels 0, 0, 1 at t = 1: anchor 0 has positive 1 (cos 1) among {1 (1), 2 (0)}:
     # log(e + 1) - 1, and so has anchor 1; anchor 2 has no positive and is left out
     z = np.array([[1, 0], [1, 0], [0, 1]], "float32")
-    out = SupCon(temperature=1.0, views=1)({"joint": z, "masks": {"a": np.ones(3, "float32")}}, np.array([0, 0, 1]))
+    out = SupCon(temperature=1.0, views=1)(rec(joint=z, masks={"a": np.ones(3, "float32")}), np.array([0, 0, 1]))
     assert float(out["loss"]) == pytest.approx(math.log(math.e + 1) - 1, rel=1e-6)
 
 
@@ -87,7 +90,7 @@ def test_supcon_two_views_matches_numpy_and_drops_missing_rows():
     z1, z2 = rng.normal(size=(8, 5)).astype("float32"), rng.normal(size=(8, 5)).astype("float32")
     obj = SupCon(temperature=0.1)
     assert obj.num_views == 2
-    out = obj({"views": [{"joint": z1, "masks": masks}, {"joint": z2, "masks": masks}]}, y)
+    out = obj(rec(views=(rec(joint=z1, masks=masks), rec(joint=z2, masks=masks))), y)
     keep = np.array([1, 1, 1, 1, 0, 1, 1, 1], bool)  # row 4 has no modality
     expected = np_supcon(np.concatenate([z1[keep], z2[keep]]), np.concatenate([y[keep], y[keep]]), 0.1)
     assert float(out["loss"]) == pytest.approx(expected, rel=1e-5)
@@ -95,12 +98,12 @@ def test_supcon_two_views_matches_numpy_and_drops_missing_rows():
 
 def test_errors_name_the_problem():
     with pytest.raises(ValueError, match="supcon needs labels"):
-        SupCon(views=1)({"joint": np.ones((2, 2), "float32"), "masks": {"a": np.ones(2, "float32")}})
+        SupCon(views=1)(rec(joint=np.ones((2, 2), "float32"), masks={"a": np.ones(2, "float32")}))
     with pytest.raises(ValueError, match="cross_self needs the records of two augmented views"):
-        CrossSelf()({"latents": {}, "masks": {}})
+        CrossSelf()(rec())
     with pytest.raises(ValueError, match="cmc needs at least two modalities"):
-        CMC()({"latents": {"a": np.ones((2, 2), "float32")}, "masks": ones(2, "a")})
-    with pytest.raises(ValueError, match="nce must be one of"):
+        CMC()(rec(latents={"a": np.ones((2, 2), "float32")}, masks=ones(2, "a")))
+    with pytest.raises(ValueError, match=r"CMC: nce: Input should be 'ntxent' or 'clip', got 'hinge'"):
         CMC(nce="hinge")
 
 

@@ -8,7 +8,10 @@ import mmkeras
 from mmkeras.errors import RecipeError
 from mmkeras.objectives.dcca import DeepCCA
 from mmkeras.objectives.dccae import DCCAE
-from mmkeras.testing import check_objective
+from mmkeras.record import Record
+from mmkeras.testing import check_objective, use_logical_devices
+
+use_logical_devices(2)  # check_objective's 2-replica check; before any TensorFlow op runs
 
 ROOT = Path(__file__).resolve().parent.parent
 LINEAR = {
@@ -21,24 +24,29 @@ def value(x):
     return float(keras.ops.convert_to_numpy(x))
 
 
+def as_record(fields):
+    """The forward-pass record of ``fields``; the fields a test leaves out are empty."""
+    return Record(**{"features": {}, "latents": {}, "joint_feature": None, "joint": None, "masks": {}, **fields})
+
+
 def tiny_record(seed=0, n=40):
     """Latents of size 3 sharing one direction; image a 4-vector, sound 2x2 binary pixels missing
     in every fifth row (latents and inputs hold garbage there)."""
     rng = np.random.default_rng(seed)
     shared = rng.normal(size=(n, 1))
-    rec = {
+    fields = {
         "latents": {
             "image": np.concatenate([shared, rng.normal(size=(n, 2))], 1) + 0.3 * rng.normal(size=(n, 3)),
             "sound": np.concatenate([-shared, rng.normal(size=(n, 2))], 1) + 0.3 * rng.normal(size=(n, 3)),
         },
         "inputs": {"image": rng.normal(size=(n, 4)), "sound": (rng.random((n, 2, 2)) > 0.5) * 1.0},
     }
-    rec = keras.tree.map_structure(lambda x: x.astype("float32"), rec)
+    fields = keras.tree.map_structure(lambda x: x.astype("float32"), fields)
     missing = np.arange(n) % 5 == 1
-    rec["latents"]["sound"][missing] = 1e3
-    rec["inputs"]["sound"][missing] = 1e3
-    rec["masks"] = {"image": np.ones(n, "float32"), "sound": (~missing).astype("float32")}
-    return rec
+    fields["latents"]["sound"][missing] = 1e3
+    fields["inputs"]["sound"][missing] = 1e3
+    fields["masks"] = {"image": np.ones(n, "float32"), "sound": (~missing).astype("float32")}
+    return as_record(fields)
 
 
 def fixed_objective(**kwargs):
@@ -58,8 +66,8 @@ def np_reconstruction(rec, obj, likelihoods):
     out = {}
     for v in ("image", "sound"):
         w, b = (keras.ops.convert_to_numpy(t).astype("float64") for t in obj.decoder_layers[v].weights)
-        pred = rec["latents"][v].astype("float64") @ w + b
-        target = rec["inputs"][v].reshape(len(pred), -1).astype("float64")
+        pred = rec.latents[v].astype("float64") @ w + b
+        target = rec.inputs[v].reshape(len(pred), -1).astype("float64")
         if v == "sound":
             pred = 1.0 / (1.0 + np.exp(-pred))
         if likelihoods.get(v, "mse") == "mse":
@@ -67,7 +75,7 @@ def np_reconstruction(rec, obj, likelihoods):
         else:  # bernoulli
             p = np.clip(pred, 1e-6, 1 - 1e-6)
             err = -(target * np.log(p) + (1 - target) * np.log(1 - p)).sum(1)
-        out[v] = err[rec["masks"][v] > 0].mean()
+        out[v] = err[rec.masks[v] > 0].mean()
     return out
 
 
@@ -91,9 +99,9 @@ def test_missing_rows_do_not_move_the_loss():
     rec = tiny_record()
     obj = fixed_objective()
     before = {k: value(v) for k, v in obj(rec).items()}
-    missing = rec["masks"]["sound"] == 0
-    rec["latents"]["sound"][missing] = -7e3
-    rec["inputs"]["sound"][missing] = np.inf
+    missing = rec.masks["sound"] == 0
+    rec.latents["sound"][missing] = -7e3
+    rec.inputs["sound"][missing] = np.inf
     after = {k: value(v) for k, v in obj(rec).items()}
     assert after == pytest.approx(before, rel=1e-6)
 
@@ -101,33 +109,33 @@ def test_missing_rows_do_not_move_the_loss():
 def test_a_view_missing_from_the_batch_is_not_reconstructed():
     rec = tiny_record()
     obj = fixed_objective()
-    del rec["inputs"]["sound"]
+    del rec.inputs["sound"]
     out = obj(rec)
     assert value(out["recon_sound"]) == 0.0
     assert value(out["loss"]) == pytest.approx(value(out["recon_image"]) - value(out["corr_image_sound"]), rel=1e-5)
 
 
-def test_one_decoded_view_and_metric_names():
+def test_one_decoded_view_and_its_metrics():
     obj = DCCAE({"image": LINEAR["image"]}, pair=["sound", "image"])
-    assert obj.metric_names(["image", "sound", "label"]) == ["corr_sound_image", "recon_image"]
     out = obj(tiny_record())
     assert sorted(out) == ["corr_sound_image", "loss", "recon_image"]
 
 
 def test_errors_name_the_recipe_key():
+    rec = tiny_record()
+    three_modalities = rec._replace(masks={**rec.masks, "label": rec.masks["image"]})
     with pytest.raises(ValueError, match=r"decoders.label: not one of the pair \['image', 'sound'\]"):
         DCCAE({"label": LINEAR["image"]}, pair=["image", "sound"])
     with pytest.raises(RecipeError, match=r"objective.params.decoders.label: dccae decodes its two views"):
-        DCCAE({"label": LINEAR["image"]}).metric_names(["image", "sound"])
+        DCCAE({"label": LINEAR["image"]})(tiny_record())
     with pytest.raises(ValueError, match=r"likelihoods.image: expected one of \['mse', 'gaussian', 'bernoulli'"):
         DCCAE(LINEAR, likelihoods={"image": "poisson"})
     with pytest.raises(RecipeError, match=r"objective.params.pair: dcca is defined for two views"):
-        DCCAE(LINEAR).metric_names(["image", "sound", "label"])
-    rec = tiny_record()
-    rec["latents"]["sound"] = np.zeros((40, 5), "float32")
+        DCCAE(LINEAR)(three_modalities)
+    rec.latents["sound"] = np.zeros((40, 5), "float32")
     with pytest.raises(ValueError, match=r"need one size; got \{'image': 3, 'sound': 5\}: give the model a head"):
         DCCAE(LINEAR)(rec)
-    with pytest.raises(ValueError, match=r"reconstruction_weight must be non-negative"):
+    with pytest.raises(ValueError, match=r"DCCAE: reconstruction_weight: expected a number >= 0"):
         DCCAE(LINEAR, reconstruction_weight=-1.0)
 
 

@@ -153,7 +153,7 @@ def test_downstream_parameters_are_checked():
 def test_plot_writes_a_png_and_the_report_links_it(model_and_data, tmp_path):
     from PIL import Image
 
-    from mmkeras.evaluators.umap_plot import UMAPPlot
+    from mmkeras.evaluators.umap import UMAPPlot
 
     model, data = model_and_data
     figures = tmp_path / "figures"
@@ -170,7 +170,7 @@ def test_plot_writes_a_png_and_the_report_links_it(model_and_data, tmp_path):
 
 def test_plot_falls_back_to_pca_without_umap_learn(model_and_data, tmp_path, monkeypatch):
     from mmkeras.errors import MMKerasError
-    from mmkeras.evaluators import umap_plot
+    from mmkeras.evaluators import umap as umap_plot
 
     monkeypatch.setattr(umap_plot, "umap_available", lambda: False)
     model, data = model_and_data
@@ -222,7 +222,7 @@ def test_gmc_mhd_quick_recipe_beats_chance_on_every_single_modality(tmp_path):
         assert accuracy[name] > threshold, (name, accuracy)
     report = run.report_file.read_text()
     assert "| model | complete | image | label | sound | trajectory |" in report
-    from mmkeras.evaluators.umap_plot import umap_available
+    from mmkeras.evaluators.umap import umap_available
 
     assert (run.figures / ("umap.png" if umap_available() else "pca.png")).exists()
     for figure in ("downstream_subsets.png", "retrieval.png", "training.png"):

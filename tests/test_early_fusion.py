@@ -31,7 +31,7 @@ def test_flatten_places_the_raw_values_at_the_offset():
     np.testing.assert_array_equal(out, expected)
     with pytest.raises(ValueError, match=r"the input's 6 values at offset 5 end at 11, beyond output_dim 10"):
         FlattenEncoder(10, offset=5)(x)
-    with pytest.raises(ValueError, match=r"offset must be >= 0"):
+    with pytest.raises(ValueError, match=r"FlattenEncoder: offset: expected a number >= 0, got -1"):
         FlattenEncoder(10, offset=-1)
 
 

@@ -173,7 +173,7 @@ def regression_split(n, seed, b="random"):
 
 
 def test_ridge_fit_matches_the_normal_equations():
-    from mmkeras.evaluators.regression import RidgeFit
+    from mmkeras.evaluators.regression_probe import RidgeFit
 
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(40, 5)) * [1, 2, 3, 4, 5], rng.normal(size=40)
@@ -186,7 +186,7 @@ def test_ridge_fit_matches_the_normal_equations():
 
 
 def test_regression_reads_the_target_from_the_informative_modality_only(tmp_path):
-    from mmkeras.evaluators.regression import RegressionProbe
+    from mmkeras.evaluators.regression_probe import RegressionProbe
 
     data = {"train": regression_split(300, 1), "test": regression_split(100, 2)}
     model = StubModel(["a", "b"])
@@ -204,7 +204,7 @@ def test_regression_reads_the_target_from_the_informative_modality_only(tmp_path
 
 
 def test_regression_on_shuffled_rows_and_on_labels(tmp_path):
-    from mmkeras.evaluators.regression import RegressionProbe, pearson
+    from mmkeras.evaluators.regression_probe import RegressionProbe, pearson
 
     data = {"train": regression_split(300, 1, b="shuffled"), "test": regression_split(100, 2, b="shuffled")}
     each = RegressionProbe(target="age", train_on="each", subsets=["b"]).evaluate(StubModel(["a", "b"]), data, tmp_path)
@@ -216,7 +216,7 @@ def test_regression_on_shuffled_rows_and_on_labels(tmp_path):
 
 
 def test_regression_report_and_errors(tmp_path):
-    from mmkeras.evaluators.regression import RegressionProbe
+    from mmkeras.evaluators.regression_probe import RegressionProbe
 
     data = {"train": regression_split(60, 1), "test": regression_split(30, 2)}
     probe = RegressionProbe(target="age", subsets=["a"])

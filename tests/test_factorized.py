@@ -6,8 +6,12 @@ import pytest
 
 import mmkeras
 from mmkeras.errors import RecipeError
-from mmkeras.objectives.factorized import Factorized, cross_correlation_penalty, mmd_to_standard_normal
-from mmkeras.testing import check_objective
+from mmkeras.losses.factorized import cross_correlation_penalty, mmd_to_standard_normal
+from mmkeras.objectives.factorized import Factorized
+from mmkeras.record import Record
+from mmkeras.testing import check_objective, use_logical_devices
+
+use_logical_devices(2)  # check_objective's 2-replica check; before any TensorFlow op runs
 
 ROOT = Path(__file__).resolve().parent.parent
 LINEAR = {
@@ -89,22 +93,27 @@ def test_orthogonality_penalty_matches_numpy_correlations():
     assert value(cross_correlation_penalty(independent[:, :1], independent[:, 1:])) < 2e-3
 
 
+def as_record(fields):
+    """The forward-pass record of ``fields``; the fields a test leaves out are empty."""
+    return Record(**{"features": {}, "latents": {}, "joint_feature": None, "joint": None, "masks": {}, **fields})
+
+
 # -- the objective -----------------------------------------------------------------------------
 def tiny_record(seed=0, n=8):
     """Shared factor of 2, specific factors of 3; a is a 4-vector, b 2x2 binary pixels missing in
     rows 1 and 5 (features and inputs hold garbage there); 3 classes, row 6 unlabelled."""
     rng = np.random.default_rng(seed)
-    rec = {
+    fields = {
         "joint": rng.normal(size=(n, 2)),
         "features": {"a": rng.normal(size=(n, 3)), "b": rng.normal(size=(n, 3)) + 0.5},
         "inputs": {"a": rng.normal(size=(n, 4)), "b": (rng.random((n, 2, 2)) > 0.5) * 1.0},
     }
-    rec = keras.tree.map_structure(lambda x: x.astype("float32"), rec)
-    rec["features"]["b"][[1, 5]] = 1e3
-    rec["inputs"]["b"][[1, 5]] = 1e3
-    rec["masks"] = {"a": np.ones(n, "float32"), "b": np.array([1, 0, 1, 1, 1, 0, 1, 1], "float32")}
+    fields = keras.tree.map_structure(lambda x: x.astype("float32"), fields)
+    fields["features"]["b"][[1, 5]] = 1e3
+    fields["inputs"]["b"][[1, 5]] = 1e3
+    fields["masks"] = {"a": np.ones(n, "float32"), "b": np.array([1, 0, 1, 1, 1, 0, 1, 1], "float32")}
     labels = np.array([0, 1, 2, 0, 1, 2, -1, 1])
-    return rec, labels
+    return as_record(fields), labels
 
 
 def fixed_objective(**kwargs):
@@ -123,27 +132,27 @@ def np_terms(rec, labels, obj):
     (w1, b1), (w2, b2) = (
         [keras.ops.convert_to_numpy(w).astype("float64") for w in dense.weights] for dense in obj.classifier
     )
-    z = rec["joint"].astype("float64")
+    z = rec.joint.astype("float64")
     logits = np.maximum(z @ w1 + b1, 0.0) @ w2 + b2
     logp = logits - np.log(np.exp(logits).sum(1, keepdims=True))
     labelled = labels >= 0
     disc = -logp[labelled, labels[labelled]].mean()
 
-    m = rec["masks"]
+    m = rec.masks
     recon = {}
     for t in "ab":
         keep = m[t] > 0
-        code = np.concatenate([z, rec["features"][t].astype("float64")], 1)[keep]
+        code = np.concatenate([z, rec.features[t].astype("float64")], 1)[keep]
         pred = code @ weights[t][0] + weights[t][1]
-        target = rec["inputs"][t].reshape(len(z), -1)[keep]
+        target = rec.inputs[t].reshape(len(z), -1)[keep]
         if t == "a":
             recon[t] = ((pred - target) ** 2).mean(1).mean()
         else:
             p = np.clip(1 / (1 + np.exp(-pred)), 1e-6, 1 - 1e-6)
             recon[t] = (-(target * np.log(p) + (1 - target) * np.log(1 - p))).sum(1).mean()
     ones = np.ones(len(z))
-    prior = np_mmd(z, ones, 1.0) + sum(np_mmd(rec["features"][t], m[t], 1.0) for t in "ab")
-    ortho = sum(np_ortho(z, rec["features"][t], m[t]) for t in "ab")
+    prior = np_mmd(z, ones, 1.0) + sum(np_mmd(rec.features[t], m[t], 1.0) for t in "ab")
+    ortho = sum(np_ortho(z, rec.features[t], m[t]) for t in "ab")
     return {
         "discriminative": disc,
         "recon_a": recon["a"],
@@ -170,9 +179,9 @@ def test_missing_rows_and_unlabelled_rows_do_not_move_the_loss():
     rec, labels = tiny_record()
     obj = fixed_objective()
     before = {k: value(v) for k, v in obj(rec, labels).items()}
-    missing = rec["masks"]["b"] == 0
-    rec["features"]["b"][missing] = np.nan
-    rec["inputs"]["b"][missing] = np.inf
+    missing = rec.masks["b"] == 0
+    rec.features["b"][missing] = np.nan
+    rec.inputs["b"][missing] = np.inf
     assert {k: value(v) for k, v in obj(rec, labels).items()} == pytest.approx(before, rel=1e-6)
     # the unlabelled row's class does not matter; labelling it changes the discriminative term
     relabelled = labels.copy()
@@ -185,15 +194,15 @@ def test_labels_are_required_and_parameters_checked():
     obj = fixed_objective()
     with pytest.raises(ValueError, match=r"factorized: the discriminative term needs labels"):
         obj(rec)
-    with pytest.raises(ValueError, match=r"num_classes must be at least 2"):
+    with pytest.raises(ValueError, match=r"Factorized: num_classes: expected a number >= 2, got 1"):
         Factorized(LINEAR, num_classes=1)
-    with pytest.raises(ValueError, match=r"the term weights must be non-negative, got \{'prior_weight': -1.0\}"):
+    with pytest.raises(ValueError, match=r"Factorized: prior_weight: expected a number >= 0, got -1.0"):
         Factorized(LINEAR, num_classes=3, prior_weight=-1.0)
     with pytest.raises(ValueError, match=r"likelihoods.c: this modality has no decoder"):
         Factorized(LINEAR, num_classes=3, likelihoods={"c": "mse"})
     with pytest.raises(RecipeError, match=r"objective.params.decoders.b: no such modality; the model has \['a'\]"):
-        Factorized(LINEAR, num_classes=3).metric_names(["a"])
-    rec["features"]["b"] = np.zeros((8, 5), "float32")
+        Factorized(LINEAR, num_classes=3)(rec._replace(masks={"a": rec.masks["a"]}), np.zeros(8))
+    rec.features["b"] = np.zeros((8, 5), "float32")
     with pytest.raises(ValueError, match=r"need one size; got \{'a': 3, 'b': 5\}"):
         Factorized(LINEAR, num_classes=3)(rec, np.zeros(8))
 
@@ -244,8 +253,8 @@ def test_saved_model_reloads_with_the_classifier_and_decoders(tmp_path):
     loaded = mmkeras.load_model(str(path))
     assert {k: value(v) for k, v in loaded.objective(loaded(x), y).items()} == pytest.approx(after, rel=1e-5)
     np.testing.assert_array_equal(
-        keras.ops.convert_to_numpy(loaded.objective.logits(loaded(x)["joint"])),
-        keras.ops.convert_to_numpy(model.objective.logits(model(x)["joint"])),
+        keras.ops.convert_to_numpy(loaded.objective.logits(loaded(x).joint)),
+        keras.ops.convert_to_numpy(model.objective.logits(model(x).joint)),
     )
 
 

@@ -181,8 +181,8 @@ def test_manifest_problems_name_the_row_and_column(tmp_path):
         FilesDataset(str(tmp_path / "mixed.csv"))
 
 
-def test_audio_without_a_reader_names_the_plugin(tmp_path, monkeypatch):
-    monkeypatch.setattr(files_mod, "_entry_points", dict)  # no reader installed
+def test_audio_without_a_reader_names_the_plugin(tmp_path, monkeypatch, fresh_registry):
+    monkeypatch.delitem(fresh_registry.entries["readers"], "wav", raising=False)  # no reader installed
     write_wav(tmp_path / "a.wav", tone(0))
     write_csv(tmp_path / "m.csv", ["sound"], [["a.wav"]])
     data = FilesDataset(str(tmp_path / "m.csv"))
@@ -357,3 +357,44 @@ def test_info_declares_what_load_gives(manifest):
     assert info["sound"].shape == (8, 1 + (2000 - 256) // 128)
     assert info["image"].shape == (None, None, 3) and info["caption"].shape == (32,)
     assert data.label_info() == "int64 class ids (column 'label', class names in sorted order: label_names)"
+
+
+# -- readers: a registry kind ----------------------------------------------------------------------
+def _broken_loader():
+    raise ModuleNotFoundError("No module named 'nowhere'")
+
+
+def test_readers_are_a_registry_kind_with_isolated_failures(fresh_registry):
+    from mmkeras.registry import Entry
+
+    npy = fresh_registry.entry("readers", "npy")
+    assert (npy.distribution, npy.target) == ("mmkeras", "mmkeras.data.files:read_npy")
+    assert files_mod.reader_for(".PNG") is files_mod.read_image and files_mod.reader_for("xyz") is None
+    broken = Entry("readers", "xyz", "nowhere:read", "broken-readers", "0.1", loader=_broken_loader)
+    fresh_registry.entries["readers"]["xyz"] = [broken]
+    with pytest.raises(
+        DataError,
+        match=r"the reader of \.xyz files \(nowhere:read, distribution broken-readers\) failed to load: "
+        r"ModuleNotFoundError: No module named 'nowhere'",
+    ):
+        files_mod.reader_for("xyz")
+    assert files_mod.reader_for("npy") is files_mod.read_npy  # the others still load
+    other = Entry("readers", "npy", "theirs:read", "other-readers", "0.1", loader=_broken_loader)
+    fresh_registry.entries["readers"]["npy"].append(other)
+    with pytest.raises(
+        DataError,
+        match=r"\.npy files have more than one reader: mmkeras \(mmkeras.data.files:read_npy\), other-readers",
+    ):
+        files_mod.reader_for("npy")
+
+
+def test_an_in_process_reader_overrides_an_installed_one_until_removed(fresh_registry):
+    mine = files_mod.NpyReader()
+    files_mod.register_reader(".NPY", mine)
+    try:
+        assert files_mod.reader_for("npy") is mine
+        fresh_registry.discover(force=True)  # a re-discovery keeps it and reports no clash
+        assert files_mod.reader_for("npy") is mine and not fresh_registry.clashes()
+    finally:
+        files_mod.unregister_reader("npy")
+    assert files_mod.reader_for("npy") is files_mod.read_npy

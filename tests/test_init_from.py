@@ -27,6 +27,11 @@ def test_parts_start_from_the_saved_model_and_the_objective_starts_fresh(tmp_pat
     x = {"a": np.ones((3, 16), "float32"), "b": np.ones((3, 8, 8, 1), "float32")}
     np.testing.assert_allclose(tuned.encode(x), source.encode(x), rtol=1e-6)
     assert len(tuned.objective.weights) == 1  # the learnable temperature, which the source lacks
+    # the encoder alone (a run's encoder.keras) starts a model the same way
+    source.encoder.save(tmp_path / "encoder.keras")
+    doc["model"]["init_from"] = str(tmp_path / "encoder.keras")
+    from_encoder = mmkeras.build_model(mmkeras.recipe_from_dict(doc), SHAPES)
+    np.testing.assert_array_equal(from_encoder.encode(x), tuned.encode(x))
 
 
 def test_mismatched_parts_and_missing_files_are_named(tmp_path):
@@ -39,7 +44,7 @@ def test_mismatched_parts_and_missing_files_are_named(tmp_path):
         mmkeras.build_model(mmkeras.recipe_from_dict(doc), SHAPES)
     doc = synthetic_recipe()
     doc["model"]["init_from"] = str(tmp_path / "nowhere")
-    with pytest.raises(RecipeError, match="model.init_from: .*nowhere: no saved model there"):
+    with pytest.raises(RecipeError, match="model.init_from: .*nowhere: no saved encoder there"):
         mmkeras.build_model(mmkeras.recipe_from_dict(doc), SHAPES)
 
 

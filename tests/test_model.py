@@ -34,9 +34,18 @@ def test_fit_trains_through_the_objective(trained):
 def test_record_has_every_part(trained):
     model, test, _, _ = trained
     record = model({"a": test.inputs["a"][:3], "b": test.inputs["b"][:3]})
-    assert set(record) == {"features", "latents", "joint_feature", "joint", "masks", "inputs"}
-    assert tuple(record["joint"].shape) == (3, 8)
-    norms = np.linalg.norm(keras.ops.convert_to_numpy(record["latents"]["a"]), axis=1)
+    assert {f for f in record._fields if f in record} == {
+        "features",
+        "latents",
+        "joint_feature",
+        "joint",
+        "masks",
+        "inputs",
+    }
+    assert (record.views, record.joint_single) == ((), {})  # what this objective does not ask for stays empty
+    assert tuple(record.joint.shape) == (3, 8)
+    assert record["joint"] is record.joint  # the dict-style read of plugin API v1
+    norms = np.linalg.norm(keras.ops.convert_to_numpy(record.latents["a"]), axis=1)
     np.testing.assert_allclose(norms, 1.0, rtol=1e-5)  # the head normalises
 
 

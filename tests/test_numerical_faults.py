@@ -12,17 +12,20 @@ from test_infonce import np_info_nce
 
 from mmkeras.encoders.mlp import MLPEncoder
 from mmkeras.fusions.mean import MeanFusion
+from mmkeras.losses.cca import top_k_correlation
 from mmkeras.model import MultimodalModel
-from mmkeras.objectives.cross import CrossCLIP
-from mmkeras.objectives.dcca import DeepCCA, top_k_correlation
+from mmkeras.objectives.clip import CrossCLIP
+from mmkeras.objectives.dcca import DeepCCA
 from mmkeras.objectives.infonce import ClipLogScale, InfoNCE
+from mmkeras.record import Record
 
 LN100 = math.log(100.0)
 
 
 def record(z, masks=None):
     n = int(next(iter(z.values())).shape[0])
-    return {"latents": z, "masks": masks or {m: np.ones(n, "float32") for m in z}}
+    masks = masks or {m: np.ones(n, "float32") for m in z}
+    return Record(features={}, latents=z, joint_feature=None, joint=None, masks=masks)
 
 
 def value(x):

@@ -15,6 +15,7 @@ import pytest
 from conftest import run_cli
 
 import mmkeras
+import mmkeras.plugin
 from mmkeras.cli import main
 from mmkeras.errors import ComponentError, RecipeError
 from mmkeras.registry import API_GROUP, PLUGIN_API_VERSION
@@ -88,7 +89,13 @@ def test_generated_project_declares_its_plugin_and_is_lint_clean(kind, tmp_path,
     # the example recipe validates once the component is registered (here in-process, without installing)
     monkeypatch.syspath_prepend(str(root))
     module = __import__(f"{names.package}.{kind}", fromlist=[names.cls])
-    fresh_registry.add(names.group, names.component, getattr(module, names.cls))
+    cls = getattr(module, names.cls)
+    if kind in ("encoder", "fusion", "head", "objective", "augmentation"):
+        # on the plugin API's base class: the signature is the config and the checks, nothing repeats it
+        assert issubclass(cls, getattr(mmkeras.plugin, kind.capitalize())) and "get_config" not in vars(cls)
+        if kind != "objective":  # whose call refuses a single modality
+            assert "raise ValueError" not in (root / names.package / f"{kind}.py").read_text()
+    fresh_registry.add(names.group, names.component, cls)
     recipe = mmkeras.load_recipe(root / "examples" / f"{names.component}_synthetic.yaml")
     assert names.component in json.dumps(recipe.to_dict())
 
@@ -251,7 +258,7 @@ def test_scaffolded_plugin_installs_passes_its_tests_trains_and_reloads(kind, tm
         assert f"{names.package}.{kind}" in modules  # the saved model holds the plugin's component
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     if kind == "objective":
-        assert {"align", "uniform"} <= set(metrics["final"])  # its metric_names() were tracked in training
+        assert {"align", "uniform"} <= set(metrics["final"])  # the keys its call returns were tracked
     if kind == "evaluator":
         accuracy = metrics["evaluation"][names.component]["accuracy"]
         assert set(accuracy) == {"complete", "a", "b"} and all(0.0 <= v <= 1.0 for v in accuracy.values())

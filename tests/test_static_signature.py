@@ -213,3 +213,27 @@ def test_names_of_every_kind_import_nothing():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.split() == ["False", "False"], out.stderr
     assert set(KINDS) == {e.kind for e in registry.all_entries()}
+
+
+@pytest.mark.parametrize("form", ["from", "module"])
+def test_names_taken_from_the_plugin_api_are_followed_to_where_they_are_defined(tmp_path, monkeypatch, form):
+    base = "Augmentation" if form == "from" else "mm.Augmentation"
+    name = _module(
+        tmp_path,
+        monkeypatch,
+        f"""
+        import mmkeras.plugin as mm
+        from mmkeras.plugin import Augmentation, UnitFloat
+
+        class Flip({base}):
+            def __init__(self, rate: UnitFloat = 0.5, **kwargs):
+                super().__init__(**kwargs)
+                self.rate = rate
+        """,
+    )
+    static = static_signature.read(f"{name}:Flip")
+    assert static is not None
+    assert [(n, d) for n, _, d in static.params] == [("rate", 0.5)]
+    problems = build_params_model(static.name, static.params, static.docs)
+    with pytest.raises(Exception, match="less than or equal to 1"):
+        problems(rate=1.5)

@@ -92,9 +92,13 @@ def test_sincos_2d_values():
 
 
 def test_errors_name_the_problem():
-    with pytest.raises(ValueError, match="vector_tokens must be one of"):
+    with pytest.raises(
+        ValueError, match="TransformerFusion: vector_tokens: Input should be 'one' or 'per_feature', got 'many'"
+    ):
         TransformerFusion(output_dim=4, vector_tokens="many")
-    with pytest.raises(ValueError, match=r"width \(10\) must be a positive multiple of num_heads \(4\)"):
+    with pytest.raises(ValueError, match="TransformerFusion: dropout: expected a number < 1, got 1.0"):
+        TransformerFusion(output_dim=4, dropout=1.0)
+    with pytest.raises(ValueError, match=r"width \(10\) must be a multiple of num_heads \(4\)"):
         TransformerFusion(output_dim=4, width=10, num_heads=4)
     f = TransformerFusion(output_dim=4, width=8, num_heads=2, patch_size=3)
     with pytest.raises(ValueError, match="feature map 4x4 is not divisible by patch_size 3"):

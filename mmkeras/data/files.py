@@ -6,15 +6,16 @@ missing modality (mask 0, zeros of the modality's shape). A ``split`` column nam
 split (empty: ``train``); without one every row is ``train``, or ``test_fraction`` holds out a
 seeded random share as ``test``.
 
-Files are decoded by **readers**, chosen by file extension:
+Files are decoded by **readers**, chosen by file extension: the registry kind ``readers``
+(entry-point group ``mmkeras.readers``, one entry per extension, listed by ``mmkeras plugins``):
 
-- built in: images (``png``, ``jpg``/``jpeg``, ``bmp``, ``gif``, ``webp``, ``tif``/``tiff``) through
-  Pillow, imported only when an image is read; ``npy`` arrays through numpy;
-- installed: the entry-point group ``mmkeras.readers``, one entry per extension, e.g.
-  ``wav = "mmkeras_audio.readers:read_audio"`` (the ``mmkeras-audio`` plugin reads WAV/FLAC/OGG);
+- mmkeras's own: images (``png``, ``jpg``/``jpeg``, ``bmp``, ``gif``, ``webp``, ``tif``/``tiff``)
+  through Pillow, imported only when an image is read; ``npy`` arrays through numpy;
+- installed: e.g. ``wav = "mmkeras_audio.readers:read_audio"`` (the ``mmkeras-audio`` plugin reads
+  WAV/FLAC/OGG); two distributions reading one extension are a clash, reported, never resolved;
 - in-process: :func:`register_reader` (notebooks, tests), which wins over both.
 
-A reader is an object with ``kind`` (``"image"``, ``"audio"`` or ``"array"``), called as
+A reader (see :class:`Reader`) is an object with ``kind`` (``"image"``, ``"audio"`` or ``"array"``), called as
 ``reader(path, **options) -> np.ndarray``; the options are the dataset's ``audio`` mapping for
 audio, ``size``/``mode`` for images, none for arrays. It may offer ``validate(**options)`` (raise
 ValueError on a bad option; called once before any file is read), ``shape(**options)`` (the shape
@@ -39,7 +40,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import importlib.metadata as md
 import inspect
 import json
 import os
@@ -54,10 +54,10 @@ from typing import Any, Literal
 import numpy as np
 
 from mmkeras.data.base import Dataset, DataSplit, ModalityInfo
-from mmkeras.errors import DataError
+from mmkeras.errors import ComponentError, DataError
+from mmkeras.registry import registry
 
 KINDS = ("image", "audio", "array", "text")
-READER_GROUP = "mmkeras.readers"
 SPLIT_COLUMN = "split"
 IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "bmp", "gif", "webp", "tif", "tiff")
 #: audio files are recognised even before a reader is installed, to point at the plugin
@@ -93,7 +93,31 @@ class Skipped:
         return f"row {self.row} (line {self.line}){where}:{what} {self.reason}"
 
 
-class ImageReader:
+class Reader:
+    """Base of file readers (entry-point group ``mmkeras.readers``, one entry per extension, naming an
+    instance): ``reader(path, **options) -> np.ndarray``.
+
+    ``kind`` is ``"image"``, ``"audio"`` or ``"array"``; ``backend`` names what decodes the files.
+    Override :meth:`validate` to refuse bad options before any file is read (raise ValueError) and
+    :meth:`shape` to declare the shape of what :meth:`__call__` returns (``None`` for an axis only
+    the file tells).
+    """
+
+    kind: str = "array"
+    backend: str = "?"
+
+    def __call__(self, path: str, **options: Any) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} must implement __call__(path, **options)")
+
+    def validate(self, **options: Any) -> None:
+        """Raise ValueError on a bad option."""
+
+    def shape(self, **options: Any) -> tuple[int | None, ...] | None:
+        """The shape of one decoded file; None: not declared."""
+        return None
+
+
+class ImageReader(Reader):
     """PNG/JPEG/... -> float32 ``[H, W, 3]`` (``mode: rgb``) or ``[H, W, 1]`` (``gray``) in [0, 1]."""
 
     kind = "image"
@@ -125,7 +149,7 @@ class ImageReader:
         return pixels if pixels.ndim == 3 else pixels[..., None]
 
 
-class NpyReader:
+class NpyReader(Reader):
     """``.npy`` -> float32 array of the stored shape (no pickles)."""
 
     kind = "array"
@@ -149,55 +173,38 @@ class NpyReader:
         return np.load(path, mmap_mode="r", allow_pickle=False).shape  # version 3: no public header reader
 
 
-BUILTIN_READERS: dict[str, Any] = {
-    **{ext: ImageReader() for ext in IMAGE_EXTENSIONS},
-    "npy": NpyReader(),
-}
-_IN_PROCESS: dict[str, Any] = {}
+#: mmkeras's own readers, declared as ``mmkeras.readers`` entry points in its pyproject.toml
+read_image = ImageReader()
+read_npy = NpyReader()
 
 
 def register_reader(extension: str, reader: Any) -> Any:
     """Use ``reader`` for files ending in ``.extension`` in this process (wins over installed ones)."""
-    _IN_PROCESS[extension.lower().lstrip(".")] = reader
-    return reader
+    return registry.add("readers", extension.lower().lstrip("."), reader, override=True)
 
 
 def unregister_reader(extension: str) -> None:
-    _IN_PROCESS.pop(extension.lower().lstrip("."), None)
-
-
-def _entry_points() -> dict[str, list[md.EntryPoint]]:
-    found: dict[str, list[md.EntryPoint]] = {}
-    seen = set()
-    for ep in md.entry_points(group=READER_GROUP):
-        dist = getattr(ep, "dist", None)
-        key = (ep.name.lower(), ep.value, dist.metadata["Name"] if dist is not None else "?")
-        if key not in seen:  # the same distribution seen twice on sys.path
-            seen.add(key)
-            found.setdefault(key[0], []).append(ep)
-    return found
+    registry.remove("readers", extension.lower().lstrip("."))
 
 
 def reader_for(extension: str) -> Any | None:
-    """The reader of ``.extension`` files, or None: in-process, then ``mmkeras.readers``, then built in."""
+    """The reader of ``.extension`` files (the registry's ``readers``), or None if there is none."""
     extension = extension.lower().lstrip(".")
-    if extension in _IN_PROCESS:
-        return _IN_PROCESS[extension]
-    eps = _entry_points().get(extension, [])
-    if len(eps) > 1:
-        who = ", ".join(f"{ep.dist.metadata['Name'] if ep.dist else '?'} ({ep.value})" for ep in eps)
+    registry.discover()
+    entries = registry.entries["readers"].get(extension, [])
+    if len(entries) > 1:
+        who = ", ".join(f"{e.distribution} ({e.target})" for e in entries)
         raise DataError(f"files dataset: .{extension} files have more than one reader: {who}; uninstall one of them")
-    if eps:
-        ep = eps[0]
-        try:
-            return ep.load()
-        except Exception as exc:  # a broken plugin names itself instead of failing obscurely
-            dist = ep.dist.metadata["Name"] if ep.dist else "?"
-            raise DataError(
-                f"files dataset: the reader of .{extension} files ({ep.value}, distribution {dist}) "
-                f"failed to load: {type(exc).__name__}: {exc}"
-            ) from exc
-    return BUILTIN_READERS.get(extension)
+    if not entries:
+        return None
+    entry = entries[0]
+    try:
+        return entry.load()
+    except ComponentError as exc:  # a broken plugin names itself instead of failing obscurely
+        raise DataError(
+            f"files dataset: the reader of .{extension} files ({entry.target}, distribution {entry.distribution}) "
+            f"failed to load: {entry.error}"
+        ) from exc
 
 
 def _one_blas_thread() -> contextlib.AbstractContextManager:
@@ -679,18 +686,17 @@ class FilesDataset(Dataset):
             reader = self._reader(_extension(cell))
             if reader is None or reader.kind != kind:
                 continue
-            if hasattr(reader, "shape"):
-                try:
-                    return tuple(reader.shape(**self._options(kind)))
-                except (TypeError, ValueError):
-                    return None
             if isinstance(reader, NpyReader):
                 path = Path(cell).expanduser()
                 try:
                     return tuple(reader.header_shape(str(path if path.is_absolute() else self.root / path)))
                 except (OSError, ValueError):
                     continue  # a missing or broken file: its row fails at load; the next may tell
-            return None
+            try:
+                declared = reader.shape(**self._options(kind)) if hasattr(reader, "shape") else None
+            except (TypeError, ValueError):
+                return None
+            return tuple(declared) if declared is not None else None
         return None
 
     @property

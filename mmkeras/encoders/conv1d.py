@@ -5,9 +5,12 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from mmkeras.encoders.base import ConvolutionEncoder
+from mmkeras.params import PositiveInt
+
 
 @keras.saving.register_keras_serializable(package="mmkeras")
-class Conv1DEncoder(keras.layers.Layer):
+class Conv1DEncoder(ConvolutionEncoder):
     """Convolutions over the time axis of ``[B, T, C]`` inputs, each optionally followed by
     batch normalisation, then ``activation``; flattened and projected to ``output_dim``.
 
@@ -22,10 +25,10 @@ class Conv1DEncoder(keras.layers.Layer):
 
     def __init__(
         self,
-        output_dim: int,
-        filters: list[int] = (128, 128, 256),  # type: ignore[assignment]
-        kernel_sizes: list[int] = (1, 4, 4),  # type: ignore[assignment]
-        strides: list[int] = (1, 2, 2),  # type: ignore[assignment]
+        output_dim: PositiveInt,
+        filters: list[PositiveInt] = (128, 128, 256),  # type: ignore[assignment]
+        kernel_sizes: list[PositiveInt] = (1, 4, 4),  # type: ignore[assignment]
+        strides: list[PositiveInt] = (1, 2, 2),  # type: ignore[assignment]
         activation: str = "relu",
         batch_norm: bool = True,
         **kwargs,
@@ -36,41 +39,15 @@ class Conv1DEncoder(keras.layers.Layer):
                 f"conv1d: filters, kernel_sizes and strides need one value per layer, got "
                 f"{len(filters)}, {len(kernel_sizes)} and {len(strides)}"
             )
-        self.output_dim = int(output_dim)
-        self.filters = [int(f) for f in filters]
-        self.kernel_sizes = [int(k) for k in kernel_sizes]
-        self.strides = [int(s) for s in strides]
+        self.output_dim = output_dim
+        self.filters = list(filters)
+        self.kernel_sizes = list(kernel_sizes)
+        self.strides = list(strides)
         self.activation = activation
-        self.batch_norm = bool(batch_norm)
-        self.convs = [
-            layers.Conv1D(f, k, strides=s, padding="same", use_bias=not self.batch_norm, name=f"conv_{i}")
+        self.batch_norm = batch_norm
+        dtype = self.dtype_policy
+        convs = [
+            layers.Conv1D(f, k, strides=s, padding="same", use_bias=not batch_norm, dtype=dtype, name=f"conv_{i}")
             for i, (f, k, s) in enumerate(zip(self.filters, self.kernel_sizes, self.strides))
         ]
-        self.norms = (
-            [layers.BatchNormalization(name=f"bn_{i}") for i in range(len(self.convs))] if self.batch_norm else []
-        )
-        self.act = layers.Activation(activation)
-        self.flatten = layers.Flatten()
-        self.out = layers.Dense(self.output_dim, name="projection")
-
-    def call(self, x, training=None):
-        for i, conv in enumerate(self.convs):
-            x = conv(x)
-            if self.norms:
-                x = self.norms[i](x, training=training)
-            x = self.act(x)
-        return self.out(self.flatten(x))
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.output_dim)
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "output_dim": self.output_dim,
-            "filters": self.filters,
-            "kernel_sizes": self.kernel_sizes,
-            "strides": self.strides,
-            "activation": self.activation,
-            "batch_norm": self.batch_norm,
-        }
+        self._finish_stack(convs, batch_norm, activation)

@@ -7,9 +7,12 @@ import math
 import keras
 from keras import ops
 
+from mmkeras.encoders.base import Encoder
+from mmkeras.params import NonNegativeInt, PositiveInt
+
 
 @keras.saving.register_keras_serializable(package="mmkeras")
-class FlattenEncoder(keras.layers.Layer):
+class FlattenEncoder(Encoder):
     """h = [0_offset; vec(x); 0_(output_dim - offset - n)]: the modality's raw input x, flattened to
     its n values, at positions offset .. offset + n - 1 of a zero vector of ``output_dim``. No weights.
 
@@ -22,12 +25,10 @@ class FlattenEncoder(keras.layers.Layer):
     10 at 784, sound 4096 at 794, trajectory 200 at 4890; feature_dim 5090.
     """
 
-    def __init__(self, output_dim: int, offset: int = 0, **kwargs):
+    def __init__(self, output_dim: PositiveInt, offset: NonNegativeInt = 0, **kwargs):
         super().__init__(**kwargs)
-        if int(offset) < 0 or int(output_dim) < 1:
-            raise ValueError(f"flatten: offset must be >= 0 and output_dim >= 1, got offset {offset}, {output_dim}")
-        self.output_dim = int(output_dim)
-        self.offset = int(offset)
+        self.output_dim = output_dim
+        self.offset = offset
 
     def _size(self, input_shape) -> int:
         n = math.prod(int(d) for d in input_shape[1:])
@@ -49,6 +50,3 @@ class FlattenEncoder(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.output_dim)
-
-    def get_config(self):
-        return {**super().get_config(), "output_dim": self.output_dim, "offset": self.offset}

@@ -2,56 +2,49 @@
 
 from __future__ import annotations
 
+import math
+
 import keras
 from keras import layers
 
-from mmkeras.params import DropoutRate
+from mmkeras.encoders.base import Encoder
+from mmkeras.layers.mlp import MLP
+from mmkeras.params import DropoutRate, PositiveInt
 
 
 @keras.saving.register_keras_serializable(package="mmkeras")
-class MLPEncoder(keras.layers.Layer):
-    """Flatten, then ``hidden_units`` dense layers with ``activation``, then a linear
-    projection to ``output_dim``.
+class MLPEncoder(Encoder, MLP):
+    """Flatten, then ``hidden_units`` dense layers with ``activation`` (each followed by
+    ``dropout``), then a linear projection to ``output_dim``: an :class:`~mmkeras.layers.MLP`
+    over the flattened input.
 
     GMC's MHD trajectory encoder is ``MLPEncoder(hidden_units=[512, 512], activation="swish")``.
+
+    Args:
+        output_dim: the feature size.
+        hidden_units: the widths of the hidden layers.
+        activation: the hidden layers' activation.
+        dropout: the dropout rate after each hidden layer (training only).
     """
 
     def __init__(
         self,
-        output_dim: int,
-        hidden_units: list[int] = (512, 512),  # type: ignore[assignment]
+        output_dim: PositiveInt,
+        hidden_units: list[PositiveInt] = (512, 512),  # type: ignore[assignment]
         activation: str = "swish",
         dropout: DropoutRate = 0.0,
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        self.output_dim = int(output_dim)
-        self.hidden_units = [int(u) for u in hidden_units]
-        self.activation = activation
-        self.dropout = float(dropout)
-        self.flatten = layers.Flatten()
-        self.hidden = [
-            layers.Dense(u, activation=activation, name=f"dense_{i}") for i, u in enumerate(self.hidden_units)
-        ]
-        self.drop = layers.Dropout(self.dropout) if self.dropout else None
-        self.out = layers.Dense(self.output_dim, name="projection")
+        super().__init__(
+            hidden_units=hidden_units, output_dim=output_dim, activation=activation, dropout=dropout, **kwargs
+        )
+        self.flatten = layers.Flatten(dtype=self.dtype_policy)
+
+    def build(self, input_shape):
+        super().build((input_shape[0], math.prod(int(d) for d in input_shape[1:])))
 
     def call(self, x, training=None):
-        h = self.flatten(x)
-        for dense in self.hidden:
-            h = dense(h)
-            if self.drop is not None:
-                h = self.drop(h, training=training)
-        return self.out(h)
+        return super().call(self.flatten(x), training=training)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.output_dim)
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "output_dim": self.output_dim,
-            "hidden_units": self.hidden_units,
-            "activation": self.activation,
-            "dropout": self.dropout,
-        }

@@ -26,37 +26,38 @@ class AttentionFusion(Fusion):
 
     def __init__(
         self,
-        output_dim: int,
+        output_dim: PositiveInt,
         num_heads: PositiveInt = 4,
-        token_dim: int | None = None,
+        token_dim: PositiveInt | None = None,
         activation: str | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.output_dim = int(output_dim)
-        self.num_heads = int(num_heads)
-        self.token_dim = int(token_dim) if token_dim is not None else self.output_dim
-        if self.num_heads < 1 or self.token_dim % self.num_heads:
-            raise ValueError(
-                f"token_dim ({self.token_dim}) must be a multiple of num_heads ({self.num_heads}); set token_dim"
-            )
+        self.output_dim = output_dim
+        self.num_heads = num_heads
+        self.token_dim = token_dim
+        width = token_dim if token_dim is not None else output_dim
+        if width % num_heads:
+            raise ValueError(f"token_dim ({width}) must be a multiple of num_heads ({num_heads}); set token_dim")
+        self.width = width
         self.activation = activation
-        self.attention = layers.MultiHeadAttention(self.num_heads, self.token_dim // self.num_heads, name="attention")
-        self.norm = layers.LayerNormalization(name="norm")
-        self.out = layers.Dense(self.output_dim, activation=activation, name="projection")
+        dtype = self.dtype_policy
+        self.attention = layers.MultiHeadAttention(num_heads, width // num_heads, dtype=dtype, name="attention")
+        self.norm = layers.LayerNormalization(dtype=dtype, name="norm")
+        self.out = layers.Dense(output_dim, activation=activation, dtype=dtype, name="projection")
 
     def build(self, features_shape, masks_shape=None):
         names = sorted(features_shape)
-        self.tokenizers = {n: layers.Dense(self.token_dim, name=f"token_{n}") for n in names}
+        self.tokenizers = {n: layers.Dense(self.width, dtype=self.dtype_policy, name=f"token_{n}") for n in names}
         for n in names:
             self.tokenizers[n].build(tuple(features_shape[n]))
         self.modality_embedding = self.add_weight(
-            name="modality_embedding", shape=(len(names), self.token_dim), initializer="glorot_uniform"
+            name="modality_embedding", shape=(len(names), self.width), initializer="glorot_uniform"
         )
-        tokens = (None, len(names), self.token_dim)
+        tokens = (None, len(names), self.width)
         self.attention.build(tokens, tokens)
         self.norm.build(tokens)
-        self.out.build((None, self.token_dim))
+        self.out.build((None, self.width))
 
     def call(self, features, masks):
         names = sorted(features)
@@ -71,12 +72,3 @@ class AttentionFusion(Fusion):
 
     def compute_output_shape(self, features_shape, masks_shape=None):
         return (next(iter(features_shape.values()))[0], self.output_dim)
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "output_dim": self.output_dim,
-            "num_heads": self.num_heads,
-            "token_dim": self.token_dim,
-            "activation": self.activation,
-        }

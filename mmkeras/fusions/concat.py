@@ -6,6 +6,7 @@ import keras
 from keras import layers, ops
 
 from mmkeras.fusions.base import Fusion
+from mmkeras.params import PositiveInt
 
 
 @keras.saving.register_keras_serializable(package="mmkeras")
@@ -16,15 +17,12 @@ class ConcatFusion(Fusion):
     This is the form of GMC's joint encoder head (concatenated features, one linear layer).
     """
 
-    def __init__(self, output_dim: int, activation: str | None = None, **kwargs):
+    def __init__(self, output_dim: PositiveInt, activation: str | None = None, **kwargs):
         super().__init__(**kwargs)
-        self.output_dim = int(output_dim)
+        self.output_dim = output_dim
         self.activation = activation
-        self.dense = layers.Dense(self.output_dim, activation=activation, name="projection")
+        self.dense = layers.Dense(output_dim, activation=activation, dtype=self.dtype_policy, name="projection")
 
     def call(self, features, masks):
         parts = [features[n] * ops.expand_dims(ops.cast(masks[n], features[n].dtype), -1) for n in sorted(features)]
         return self.dense(ops.concatenate(parts, axis=-1))
-
-    def get_config(self):
-        return {**super().get_config(), "output_dim": self.output_dim, "activation": self.activation}

@@ -6,6 +6,7 @@ import keras
 from keras import layers, ops
 
 from mmkeras.fusions.base import Fusion
+from mmkeras.params import PositiveInt
 
 
 def masked(h, mask):
@@ -25,9 +26,9 @@ class GatedFusion(Fusion):
     differ in size), summed over the present modalities.
     """
 
-    def __init__(self, output_dim: int, activation: str | None = None, **kwargs):
+    def __init__(self, output_dim: PositiveInt, activation: str | None = None, **kwargs):
         super().__init__(**kwargs)
-        self.output_dim = int(output_dim)
+        self.output_dim = output_dim
         self.activation = activation
         self.act = keras.activations.get(activation)
 
@@ -35,9 +36,13 @@ class GatedFusion(Fusion):
         names = sorted(features_shape)
         total = sum(int(features_shape[n][-1]) for n in names)
         self.gates = {
-            n: layers.Dense(int(features_shape[n][-1]), activation="sigmoid", name=f"gate_{n}") for n in names
+            n: layers.Dense(int(features_shape[n][-1]), activation="sigmoid", dtype=self.dtype_policy, name=f"gate_{n}")
+            for n in names
         }
-        self.projections = {n: layers.Dense(self.output_dim, use_bias=False, name=f"projection_{n}") for n in names}
+        self.projections = {
+            n: layers.Dense(self.output_dim, use_bias=False, dtype=self.dtype_policy, name=f"projection_{n}")
+            for n in names
+        }
         for n in names:
             self.gates[n].build((None, total))
             self.projections[n].build(tuple(features_shape[n]))
@@ -55,6 +60,3 @@ class GatedFusion(Fusion):
 
     def compute_output_shape(self, features_shape, masks_shape=None):
         return (next(iter(features_shape.values()))[0], self.output_dim)
-
-    def get_config(self):
-        return {**super().get_config(), "output_dim": self.output_dim, "activation": self.activation}

@@ -22,12 +22,10 @@ class LowRankFusion(Fusion):
     last row of W_m^(i) alone (the factor of the constant 1), as in tensor fusion.
     """
 
-    def __init__(self, output_dim: int, rank: PositiveInt = 4, activation: str | None = None, **kwargs):
+    def __init__(self, output_dim: PositiveInt, rank: PositiveInt = 4, activation: str | None = None, **kwargs):
         super().__init__(**kwargs)
-        if int(rank) < 1:
-            raise ValueError(f"rank must be a positive integer, got {rank}")
-        self.output_dim = int(output_dim)
-        self.rank = int(rank)
+        self.output_dim = output_dim
+        self.rank = rank
         self.activation = activation
         self.act = keras.activations.get(activation)
 
@@ -52,6 +50,3 @@ class LowRankFusion(Fusion):
 
     def compute_output_shape(self, features_shape, masks_shape=None):
         return (next(iter(features_shape.values()))[0], self.output_dim)
-
-    def get_config(self):
-        return {**super().get_config(), "output_dim": self.output_dim, "rank": self.rank, "activation": self.activation}

@@ -6,6 +6,7 @@ import keras
 from keras import layers, ops
 
 from mmkeras.fusions.base import Fusion
+from mmkeras.params import PositiveInt
 
 
 def with_one(h, mask):
@@ -25,12 +26,14 @@ class TensorFusion(Fusion):
     prod_m (d_m + 1) entries: more than ``max_features`` is refused (use ``low_rank``).
     """
 
-    def __init__(self, output_dim: int, activation: str | None = None, max_features: int = 1_000_000, **kwargs):
+    def __init__(
+        self, output_dim: PositiveInt, activation: str | None = None, max_features: PositiveInt = 1_000_000, **kwargs
+    ):
         super().__init__(**kwargs)
-        self.output_dim = int(output_dim)
+        self.output_dim = output_dim
         self.activation = activation
-        self.max_features = int(max_features)
-        self.dense = layers.Dense(self.output_dim, activation=activation, name="projection")
+        self.max_features = max_features
+        self.dense = layers.Dense(output_dim, activation=activation, dtype=self.dtype_policy, name="projection")
 
     def build(self, features_shape, masks_shape=None):
         dims = {n: int(features_shape[n][-1]) for n in sorted(features_shape)}
@@ -58,11 +61,3 @@ class TensorFusion(Fusion):
 
     def compute_output_shape(self, features_shape, masks_shape=None):
         return (next(iter(features_shape.values()))[0], self.output_dim)
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "output_dim": self.output_dim,
-            "activation": self.activation,
-            "max_features": self.max_features,
-        }

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import keras
 import numpy as np
 from keras import layers, ops
 
 from mmkeras.fusions.base import Fusion
+from mmkeras.layers.transformer import TransformerBlock
 from mmkeras.params import DropoutRate, NonNegativeInt, PositiveFloat, PositiveInt
-
-VECTOR_TOKENS = ("one", "per_feature")
 
 
 def sincos_2d(height: int, width: int, dim: int) -> np.ndarray:
@@ -26,33 +27,6 @@ def sincos_2d(height: int, width: int, dim: int) -> np.ndarray:
         return np.concatenate([np.sin(angles), np.cos(angles)], axis=1)
 
     return np.concatenate([encode(rows), encode(cols)], axis=1).astype("float32")
-
-
-class TransformerBlock(keras.layers.Layer):
-    """Pre-LN transformer block: x + Drop(MHA(LN x)), then x + Drop(MLP(LN x)), the MLP
-    ``mlp_ratio * width`` wide with GELU; ``attention_mask`` [B, L, L] says which keys each query sees."""
-
-    def __init__(self, width: int, num_heads: int, mlp_ratio: float, dropout: float, **kwargs):
-        super().__init__(**kwargs)
-        self.norm1 = layers.LayerNormalization(epsilon=1e-6, name="norm1")
-        self.attention = layers.MultiHeadAttention(num_heads, width // num_heads, dropout=dropout, name="attention")
-        self.norm2 = layers.LayerNormalization(epsilon=1e-6, name="norm2")
-        self.mlp_in = layers.Dense(round(width * mlp_ratio), activation="gelu", name="mlp_in")
-        self.mlp_out = layers.Dense(width, name="mlp_out")
-        self.drop = layers.Dropout(dropout)
-
-    def build(self, shape):
-        self.norm1.build(shape)
-        self.attention.build(shape, shape)
-        self.norm2.build(shape)
-        self.mlp_in.build(shape)
-        self.mlp_out.build(tuple(shape[:-1]) + (self.mlp_in.units,))
-
-    def call(self, x, attention_mask, training=None):
-        h = self.norm1(x)
-        x = x + self.drop(self.attention(h, h, attention_mask=attention_mask, training=training), training=training)
-        h = self.mlp_out(self.drop(self.mlp_in(self.norm2(x)), training=training))
-        return x + self.drop(h, training=training)
 
 
 @keras.saving.register_keras_serializable(package="mmkeras")
@@ -84,43 +58,36 @@ class TransformerFusion(Fusion):
 
     def __init__(
         self,
-        output_dim: int,
+        output_dim: PositiveInt,
         width: PositiveInt = 64,
         num_layers: NonNegativeInt = 1,
         num_heads: PositiveInt = 8,
         mlp_ratio: PositiveFloat = 4.0,
         dropout: DropoutRate = 0.0,
-        vector_tokens: str = "one",
+        vector_tokens: Literal["one", "per_feature"] = "one",
         patch_size: PositiveInt = 1,
         modality_embeddings: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if vector_tokens not in VECTOR_TOKENS:
-            raise ValueError(f"vector_tokens must be one of {list(VECTOR_TOKENS)}, got {vector_tokens!r}")
-        if num_heads < 1 or width % num_heads:
-            raise ValueError(f"width ({width}) must be a positive multiple of num_heads ({num_heads})")
-        if num_layers < 0:
-            raise ValueError(f"num_layers must be >= 0, got {num_layers}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-        if patch_size < 1:
-            raise ValueError(f"patch_size must be >= 1, got {patch_size}")
-        self.output_dim = int(output_dim)
-        self.width = int(width)
-        self.num_layers = int(num_layers)
-        self.num_heads = int(num_heads)
-        self.mlp_ratio = float(mlp_ratio)
-        self.dropout = float(dropout)
+        if width % num_heads:
+            raise ValueError(f"width ({width}) must be a multiple of num_heads ({num_heads})")
+        self.output_dim = output_dim
+        self.width = width
+        self.num_layers = num_layers
+        self.num_heads = num_heads
+        self.mlp_ratio = mlp_ratio
+        self.dropout = dropout
         self.vector_tokens = vector_tokens
-        self.patch_size = int(patch_size)
-        self.modality_embeddings = bool(modality_embeddings)
+        self.patch_size = patch_size
+        self.modality_embeddings = modality_embeddings
+        dtype = self.dtype_policy
         self.blocks = [
-            TransformerBlock(self.width, self.num_heads, self.mlp_ratio, self.dropout, name=f"block_{i}")
-            for i in range(self.num_layers)
+            TransformerBlock(width, num_heads, mlp_ratio, dropout, dtype=dtype, name=f"block_{i}")
+            for i in range(num_layers)
         ]
-        self.final_norm = layers.LayerNormalization(epsilon=1e-6, name="final_norm")
-        self.out = layers.Dense(self.output_dim, name="projection")
+        self.final_norm = layers.LayerNormalization(epsilon=1e-6, dtype=dtype, name="final_norm")
+        self.out = layers.Dense(output_dim, dtype=dtype, name="projection")
 
     # -- building ----------------------------------------------------------------------------
     def build(self, features_shape, masks_shape=None):
@@ -155,7 +122,7 @@ class TransformerFusion(Fusion):
                     f"modality {n!r}: the transformer fusion takes [B, d], [B, T, d] or [B, H, W, C] "
                     f"features, got {shape}"
                 )
-            self.projections[n] = layers.Dense(self.width, name=f"tokens_{n}")
+            self.projections[n] = layers.Dense(self.width, dtype=self.dtype_policy, name=f"tokens_{n}")
             self.projections[n].build((None, size))
         self.cls_token = self.add_weight(name="cls_token", shape=(1, 1, self.width), initializer="random_normal")
         if self.modality_embeddings:
@@ -208,17 +175,3 @@ class TransformerFusion(Fusion):
 
     def compute_output_shape(self, features_shape, masks_shape=None):
         return (next(iter(features_shape.values()))[0], self.output_dim)
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "output_dim": self.output_dim,
-            "width": self.width,
-            "num_layers": self.num_layers,
-            "num_heads": self.num_heads,
-            "mlp_ratio": self.mlp_ratio,
-            "dropout": self.dropout,
-            "vector_tokens": self.vector_tokens,
-            "patch_size": self.patch_size,
-            "modality_embeddings": self.modality_embeddings,
-        }

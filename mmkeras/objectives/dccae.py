@@ -6,10 +6,11 @@ reconstruction of each view from its own latent through a decoder the objective 
     loss = - sum_{i <= k} rho_i(z_a, z_b)  +  lambda * sum_{v in {a, b}} mean_{i: v present} e_v(D_v(z_v,i), x_v,i)
 with rho_i the canonical correlations of the rows where both views are present (computed by
 :class:`~mmkeras.objectives.dcca.DeepCCA`, ridge-regularised, over the global batch), x_v the
-view's un-augmented input and e_v a per-row reconstruction error, by ``likelihoods``:
-``mse`` (the default: the mean squared error over the view's elements), or the MVAE negative
-log-likelihoods summed over its elements (``gaussian`` with unit variance, ``bernoulli`` for a
-decoder that outputs probabilities, ``categorical`` for softmax outputs and one-hot targets).
+view's un-augmented input and e_v a per-row reconstruction error, by ``likelihoods``
+(:func:`mmkeras.losses.reconstruction.reconstruction_error`): ``mse`` (the default: the mean
+squared error over the view's elements), or a negative log-likelihood summed over its elements
+(``gaussian`` with unit variance, ``bernoulli`` for a decoder that outputs probabilities,
+``categorical`` for softmax outputs and one-hot targets).
 The paper's reconstruction term is the squared error summed over each view's elements, averaged
 over the rows and weighted by lambda; ``mse`` differs from it by the constant factor 1/size of the
 view (so that views of different sizes weigh alike), which lambda absorbs. A view without a
@@ -23,49 +24,29 @@ from typing import Any
 import keras
 from keras import ops
 
-from mmkeras.distribute import local_contribution
 from mmkeras.errors import RecipeError
-from mmkeras.objectives.autoencoder import _check_decoders, _row_mse
-from mmkeras.objectives.base import DecodingObjective
+from mmkeras.losses.reconstruction import RECONSTRUCTIONS, masked_reconstruction
+from mmkeras.objectives.base import DecodingObjective, check_likelihoods
 from mmkeras.objectives.dcca import DeepCCA
-from mmkeras.objectives.mvae import LIKELIHOODS, check_likelihoods, negative_log_likelihood
 from mmkeras.params import NonNegativeFloat, PositiveFloat, PositiveInt
-
-RECONSTRUCTIONS = ("mse", *LIKELIHOODS)
-
-
-def reconstruction_error(kind: str, prediction, target):
-    """Per-row error in float32: ``mse`` the mean squared error over every non-batch axis, else
-    the negative log-likelihood of that kind summed over them (see
-    :func:`mmkeras.objectives.mvae.negative_log_likelihood`)."""
-    if tuple(prediction.shape[1:]) != tuple(target.shape[1:]):
-        raise ValueError(
-            f"a decoder reconstructs shape {tuple(prediction.shape[1:])} but its target has shape "
-            f"{tuple(target.shape[1:])}"
-        )
-    if kind == "mse":
-        return _row_mse(prediction, target)
-    return negative_log_likelihood(kind, prediction, target)
-
-
-def masked_reconstruction(kind: str, prediction, target, mask):
-    """This replica's contribution to the mean of :func:`reconstruction_error` over the rows where
-    ``mask`` is 1; a missing row's garbage never enters (``where``, not a product)."""
-    present = ops.cast(mask, "float32")
-    row = ops.where(present > 0, reconstruction_error(kind, prediction, target), 0.0)
-    return local_contribution(row, present)
 
 
 @keras.saving.register_keras_serializable(package="mmkeras")
 class DCCAE(DeepCCA, DecodingObjective):
     """Deep CCA between two modalities' latents plus lambda times the reconstruction of each from
-    its own latent (module docstring).
+    its own latent (module docstring). Metrics: the correlation sum ``corr_<a>_<b>`` and
+    ``recon_<v>`` per decoded view.
 
-    pair, top_k, r1, r2, epsilon: as :class:`~mmkeras.objectives.dcca.DeepCCA`. decoders:
-    ``{modality: {name: <head>, params: {...}}}`` for one or both views of the pair, each built
-    with ``output_shape`` = its input shape. likelihoods: ``{modality: mse | gaussian | bernoulli
-    | categorical}`` (mse by default). reconstruction_weight: lambda. Metrics: the correlation
-    sum ``corr_<a>_<b>`` and ``recon_<v>`` per decoded view.
+    Args:
+        decoders: ``{modality: {name: <head>, params: {...}}}`` for one or both views of the pair,
+            each built with ``output_shape`` = its input shape.
+        likelihoods: ``{modality: mse | gaussian | bernoulli | categorical}`` (mse by default).
+        reconstruction_weight: lambda.
+        pair: as :class:`~mmkeras.objectives.dcca.DeepCCA`.
+        top_k: as :class:`~mmkeras.objectives.dcca.DeepCCA`.
+        r1: as :class:`~mmkeras.objectives.dcca.DeepCCA`.
+        r2: as :class:`~mmkeras.objectives.dcca.DeepCCA`.
+        epsilon: as :class:`~mmkeras.objectives.dcca.DeepCCA`.
     """
 
     def __init__(
@@ -81,42 +62,31 @@ class DCCAE(DeepCCA, DecodingObjective):
         **kwargs: Any,
     ):
         super().__init__(pair=pair, top_k=top_k, r1=r1, r2=r2, epsilon=epsilon, **kwargs)
-        self.decoders = _check_decoders(decoders)
+        self._keep_decoders(decoders)
         if self.pair is not None:
             outside = sorted(set(self.decoders) - set(self.pair))
             if outside:
                 raise ValueError(f"decoders.{outside[0]}: not one of the pair {self.pair}; dccae decodes its two views")
         self.likelihoods, _ = check_likelihoods(self.decoders, likelihoods, allowed=RECONSTRUCTIONS)
-        if reconstruction_weight < 0:
-            raise ValueError(f"reconstruction_weight must be non-negative, got {reconstruction_weight}")
-        self.reconstruction_weight = float(reconstruction_weight)
-        self.decoder_layers: dict[str, keras.layers.Layer] = {}
-        self._shapes: dict[str, Any] | None = None
+        self.reconstruction_weight = reconstruction_weight
 
-    def metric_names(self, modalities):
-        views = self.views(modalities)
+    def build(self, outputs_shape, labels_shape=None):
+        views = self.views(list(outputs_shape.masks))
         outside = sorted(set(self.decoders) - set(views))
         if outside:
             raise RecipeError(
                 [f"objective.params.decoders.{outside[0]}: dccae decodes its two views {list(views)} only"]
             )
-        return super().metric_names(modalities) + [f"recon_{v}" for v in sorted(self.decoders)]
-
-    def build(self, outputs_shape, labels_shape=None):
-        sizes = {v: int(outputs_shape["latents"][v][-1]) for v in sorted(self.decoders)}
+        sizes = {v: int(outputs_shape.latents[v][-1]) for v in sorted(self.decoders)}
         if len(set(sizes.values())) != 1:
             raise ValueError(
                 f"dccae decodes the views' latents, which need one size; got {sizes}: give the model a head"
             )
-        missing = sorted(set(self.decoders) - set(outputs_shape["inputs"]))
-        if missing:
-            raise ValueError(f"dccae: no input for decoder targets {missing} to take their shapes from")
-        targets = {v: [int(d) for d in outputs_shape["inputs"][v][1:]] for v in sorted(self.decoders)}
-        self._make_decoders(next(iter(sizes.values())), targets)
+        self._make_decoders(next(iter(sizes.values())), self._target_shapes(outputs_shape, "dccae"))
 
     def call(self, outputs, labels=None):
         result = dict(super().call(outputs, labels))  # {"loss": -corr, "corr_a_b": corr}
-        inputs, masks, latents = outputs["inputs"], outputs["masks"], outputs["latents"]
+        inputs, masks, latents = outputs.inputs, outputs.masks, outputs.latents
         for v in sorted(self.decoders):
             if v not in inputs:  # the view is missing from the whole batch
                 result[f"recon_{v}"] = ops.zeros((), "float32")
@@ -129,11 +99,3 @@ class DCCAE(DeepCCA, DecodingObjective):
                 raise ValueError(f"decoders.{v}: {exc}") from None
             result["loss"] = result["loss"] + self.reconstruction_weight * result[f"recon_{v}"]
         return result
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "decoders": self.decoders,
-            "likelihoods": self.likelihoods,
-            "reconstruction_weight": self.reconstruction_weight,
-        }

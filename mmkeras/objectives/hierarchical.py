@@ -5,9 +5,11 @@ Each modality encoder outputs [mu_m, logvar_m] (2L values), the expert q(z_m | x
 of that modality's own latent z_m, decoded by the modality's decoder p(x_m | z_m). The bottom
 loss of a row sums the negative ELBO of each present modality:
     L_bottom = sum_{m present} [ lambda_m (-log p(x_m | z_m)) + beta KL(N(mu_m, var_m) || N(0, I)) ]
-with z_m = mu_m + sqrt(var_m) * eps (``sample=False``: z_m = mu_m) and the likelihoods of
-:mod:`mmkeras.objectives.mvae`. The top level (the fusion's output, a Gaussian [mu_top, logvar_top]
-of a latent z_top) is decoded back to the bottom latents by a dense decoder per modality, D_m:
+with z_m = mu_m + sqrt(var_m) * eps (``sample=False``: z_m = mu_m), the likelihoods of
+:func:`mmkeras.losses.gaussian.negative_log_likelihood` and the KL of
+:func:`mmkeras.losses.gaussian.gaussian_kl`. The top level (the fusion's output, a Gaussian
+[mu_top, logvar_top] of a latent z_top) is decoded back to the bottom latents by a dense decoder
+per modality, D_m:
     L_rec(z_top) = gamma sum_{m present} (1/2 ||mu_m - D_m(z_top)||^2 + L/2 log 2 pi)
 (a unit-variance Gaussian likelihood of the bottom latent's mean mu_m, held constant:
 stop_gradient). Subclasses add the top-level terms (:mod:`mmkeras.objectives.nexus`,
@@ -22,53 +24,35 @@ from __future__ import annotations
 from typing import Any
 
 import keras
-from keras import layers, ops
+from keras import ops
 
 from mmkeras.distribute import local_contribution
 from mmkeras.errors import RecipeError
-from mmkeras.heads.decoders import DenseDecoder
-from mmkeras.objectives.autoencoder import _check_decoders
-from mmkeras.objectives.base import DecodingObjective
-from mmkeras.objectives.mvae import check_likelihoods, gaussian_kl, negative_log_likelihood, split_experts
-from mmkeras.params import NonNegativeFloat
-
-
-def dense_stack(units: list[int], output: int, activation: str, name: str, input_dim: int) -> list[layers.Dense]:
-    """Built Dense layers: ``units`` hidden with ``activation``, then a linear one to ``output``."""
-    stack = [layers.Dense(u, activation=activation, name=f"{name}_{i}") for i, u in enumerate(units)]
-    stack.append(layers.Dense(output, name=f"{name}_out"))
-    size = input_dim
-    for dense in stack:
-        dense.build((None, size))
-        size = dense.units
-    return stack
-
-
-def run_stack(stack: list[layers.Dense], h):
-    for dense in stack:
-        h = dense(h)
-    return h
-
-
-def check_features(features_shape: dict[str, Any], who: str) -> int:
-    """The common latent size L of features [mu, logvar] (2L values each)."""
-    sizes = {m: int(s[-1]) for m, s in features_shape.items()}
-    if len(set(sizes.values())) != 1 or next(iter(sizes.values())) % 2:
-        raise ValueError(
-            f"{who} reads each modality's feature as [mu, logvar] of its latent, so the features need one even size "
-            f"(feature_dim = 2 * latent); got {sizes}"
-        )
-    return next(iter(sizes.values())) // 2
+from mmkeras.heads.dense_decoder import DenseDecoder
+from mmkeras.losses.gaussian import gaussian_kl, negative_log_likelihood, reparameterize, split_experts
+from mmkeras.objectives.base import DecodingObjective, check_likelihoods
+from mmkeras.params import NonNegativeFloat, PositiveInt
 
 
 class TwoLevelVAE(DecodingObjective):
     """Base of Nexus and MUSE: the modality VAEs, the top decoders and generation (module docstring).
 
     Subclasses set ``name_`` (for errors), implement ``top_latent_size(joint_size, num_modalities)``
-    and ``top_terms(outputs, bottom, masks, any_present) -> (loss contribution, {metric: value})``.
-    """
+    and may extend ``top_terms(outputs, experts, masks, any_present) -> (loss contribution, {metric: value})``.
+    Metrics: ``kl`` (the modality KLs), ``top_kl``, ``top_nll`` and ``nll_<m>`` per modality.
 
-    name_ = "two-level VAE"
+    Args:
+        decoders: ``{modality: {name: <head>, params: {...}}}``, one per modality (its VAE's decoder).
+        likelihoods: ``{modality: gaussian | bernoulli | categorical}`` (gaussian by default).
+        lambdas: ``{modality: weight}`` of its log-likelihood (1 by default).
+        beta: the modality KLs' weight.
+        gamma: the top-level reconstruction's weight.
+        top_beta: the top KLs' weight.
+        top_hidden_units: hidden layers of the dense decoders from the top latent to each
+            modality's latent.
+        sample: draw the latents (training) or take their means (deterministic, for tests).
+        seed: of the noise.
+    """
 
     def __init__(
         self,
@@ -78,32 +62,25 @@ class TwoLevelVAE(DecodingObjective):
         beta: NonNegativeFloat = 1.0,
         gamma: NonNegativeFloat = 1.0,
         top_beta: NonNegativeFloat = 1.0,
-        top_hidden_units: list[int] = (512, 512),  # type: ignore[assignment]
+        top_hidden_units: list[PositiveInt] = (512, 512),  # type: ignore[assignment]
         sample: bool = True,
         seed: int | None = None,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
-        self.decoders = _check_decoders(decoders)
+        self._keep_decoders(decoders)
         self.likelihoods, self.lambdas = check_likelihoods(self.decoders, likelihoods, lambdas)
-        if min(beta, gamma, top_beta) < 0:
-            raise ValueError(f"beta, gamma, top_beta must be non-negative, got {beta}, {gamma}, {top_beta}")
-        self.beta, self.gamma, self.top_beta = float(beta), float(gamma), float(top_beta)
-        self.top_hidden_units = [int(u) for u in top_hidden_units]
-        self.sample = bool(sample)
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
-        self.decoder_layers: dict[str, keras.layers.Layer] = {}
+        self.beta, self.gamma, self.top_beta = beta, gamma, top_beta
+        self.top_hidden_units = list(top_hidden_units)
+        self._keep_sampling(sample, seed)
         self.top_decoders: dict[str, keras.layers.Layer] = {}
-        self._shapes: dict[str, Any] | None = None
 
-    def metric_names(self, modalities):
-        unknown = sorted(set(self.decoders) - set(modalities))
-        if unknown:
-            raise RecipeError(
-                [f"objective.params.decoders.{unknown[0]}: no such modality; the model has {sorted(modalities)}"]
-            )
-        missing = sorted(set(modalities) - set(self.decoders))
+    def top_latent_size(self, joint_size: int, num_modalities: int) -> int:
+        raise NotImplementedError
+
+    # -- state -------------------------------------------------------------------------
+    def build(self, outputs_shape, labels_shape=None):
+        missing = sorted(set(outputs_shape.masks) - set(self.decoders))
         if missing:
             raise RecipeError(
                 [
@@ -111,15 +88,8 @@ class TwoLevelVAE(DecodingObjective):
                     f"{missing}"
                 ]
             )
-        return ["kl", "top_kl", "top_nll"] + [f"nll_{m}" for m in sorted(self.decoders)]
-
-    def top_latent_size(self, joint_size: int, num_modalities: int) -> int:
-        raise NotImplementedError
-
-    # -- state -------------------------------------------------------------------------
-    def build(self, outputs_shape, labels_shape=None):
         latent, targets = self._gaussian_experts(outputs_shape, self.name_)
-        top = self.top_latent_size(int(outputs_shape["joint_feature"][-1]), len(outputs_shape["features"]))
+        top = self.top_latent_size(int(outputs_shape.joint_feature[-1]), len(outputs_shape.features))
         self._make_levels(latent, top, targets)
 
     def _make_levels(self, code_dim: int, top_dim: int, target_shapes: dict[str, list[int]]) -> None:
@@ -139,22 +109,17 @@ class TwoLevelVAE(DecodingObjective):
     def bottom(self, outputs):
         """(present modalities, masks, {m: (mu_m, logvar_m)}, per-row bottom loss [B], per-row KL [B],
         {m: per-row NLL [B]}); a missing row's expert is replaced by N(0, I) (nothing inf or nan)."""
-        inputs = outputs["inputs"]
-        present = [m for m in sorted(outputs["features"]) if m in inputs]
+        inputs = outputs.inputs
+        present = [m for m in sorted(outputs.features) if m in inputs]
         masks, experts, nll = {}, {}, {}
         per_row, kl = 0.0, 0.0
         for m in present:
-            masks[m] = ops.cast(outputs["masks"][m], "float32")
+            masks[m] = ops.cast(outputs.masks[m], "float32")
             keep = ops.expand_dims(masks[m], -1) > 0
-            mu, logvar = split_experts(outputs["features"][m])
+            mu, logvar = split_experts(outputs.features[m])
             mu, logvar = ops.where(keep, mu, 0.0), ops.where(keep, logvar, 0.0)
             experts[m] = (mu, logvar)
-            prediction = self.decoder_layers[m](self.draw(mu, logvar))
-            if tuple(prediction.shape[1:]) != tuple(inputs[m].shape[1:]):
-                raise ValueError(
-                    f"decoders.{m} reconstructs shape {tuple(prediction.shape[1:])} but the input {m} has shape "
-                    f"{tuple(inputs[m].shape[1:])}"
-                )
+            prediction = self.decode(m, self.draw(mu, logvar), inputs)
             row = negative_log_likelihood(self.likelihoods.get(m, "gaussian"), prediction, inputs[m])
             nll[m] = ops.where(masks[m] > 0, row, 0.0)  # where: a missing row's garbage input could be inf
             kl_m = ops.where(masks[m] > 0, gaussian_kl(mu, logvar), 0.0)
@@ -172,18 +137,26 @@ class TwoLevelVAE(DecodingObjective):
 
     def draw(self, mu, logvar):
         """mu + sqrt(var) * eps, or mu with ``sample=False``."""
-        if not self.sample:
-            return mu
-        return mu + ops.exp(0.5 * logvar) * keras.random.normal(ops.shape(mu), seed=self.seed_generator)
+        return reparameterize(mu, logvar, self.seed_generator) if self.sample else mu
 
     def top_posterior(self, outputs):
         """(mu_top, logvar_top) [B, L_top] in float32: the first 2 L_top values of the joint feature."""
         size = self._shapes["top_dim"]
-        joint = ops.cast(outputs["joint_feature"], "float32")
+        joint = ops.cast(outputs.joint_feature, "float32")
         return joint[:, :size], joint[:, size : 2 * size]
 
     def top_terms(self, outputs, experts, masks, any_present):
-        raise NotImplementedError
+        """(loss contribution, metrics) of the top level: here the negative ELBO of the top posterior
+        of the joint feature, gamma L_rec(z_top) + top_beta KL; subclasses add their own terms."""
+        mu, logvar = self.top_posterior(outputs)
+        reconstruction = self.top_reconstruction(self.draw(mu, logvar), experts, masks)
+        kl = gaussian_kl(mu, logvar)
+        loss = local_contribution(self.gamma * reconstruction + self.top_beta * kl, any_present)
+        metrics = {
+            "top_kl": local_contribution(kl, any_present),
+            "top_nll": local_contribution(reconstruction, any_present),
+        }
+        return loss, metrics
 
     def call(self, outputs, labels=None):
         present, masks, experts, per_row, kl, nll = self.bottom(outputs)
@@ -208,21 +181,5 @@ class TwoLevelVAE(DecodingObjective):
         if target not in self.decoder_layers:
             raise ValueError(f"{self.name_} has no decoder for {target!r}; decoders are for {sorted(self.decoders)}")
         mu, logvar = self.top_posterior(outputs)
-        z_top = mu
-        if sample:
-            z_top = mu + ops.exp(0.5 * logvar) * keras.random.normal(ops.shape(mu), seed=self.seed_generator)
+        z_top = reparameterize(mu, logvar, self.seed_generator) if sample else mu
         return self.decoder_layers[target](self.top_decoders[target](z_top))
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "decoders": self.decoders,
-            "likelihoods": self.likelihoods,
-            "lambdas": self.lambdas,
-            "beta": self.beta,
-            "gamma": self.gamma,
-            "top_beta": self.top_beta,
-            "top_hidden_units": self.top_hidden_units,
-            "sample": self.sample,
-            "seed": self.seed,
-        }

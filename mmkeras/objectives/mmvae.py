@@ -1,11 +1,11 @@
 """The mixture-of-experts multimodal VAE, MMVAE (Shi, Siddharth, Paige & Torr, NeurIPS 2019,
-"Variational Mixture-of-Experts Autoencoders for Multi-Modal Deep Generative Models"), and its
-mixture-of-experts fusion.
+"Variational Mixture-of-Experts Autoencoders for Multi-Modal Deep Generative Models").
 
 Each modality encoder outputs 2L values, the Gaussian expert q_m(z | x_m) = N(mu_m, var_m) with
 [mu_m, logvar_m] = h_m. The joint posterior of the present modalities S is their uniform mixture
     q(z | X_S) = 1/|S| sum_{m in S} q_m(z | x_m)
-whose mean is the mean of the present mu_m (the ``moe`` fusion, what ``encode`` returns).
+whose mean is the mean of the present mu_m (:func:`mmkeras.losses.gaussian.mixture_mean`; the
+``moe`` fusion, what ``encode`` returns).
 
 The objective is the stratified importance-weighted bound: K samples from each present expert
 (one stratum per modality), each sample decoding every present modality t with the decoders the
@@ -13,8 +13,8 @@ objective owns:
     z_{m,k} = mu_m + sqrt(var_m) * eps_{m,k}                                 k = 1..K
     log w_{m,k} = log p(z_{m,k}) + sum_{t in S} lambda_t log p(x_t | z_{m,k}) - log q(z_{m,k} | X_S)
     L(X_S) = 1/|S| sum_{m in S} [ logsumexp_k log w_{m,k} - log K ]
-with p(z) = N(0, I), log N(z; mu, var) = -1/2 sum_j (log 2 pi + log var_j + (z_j - mu_j)^2 / var_j)
-and the likelihoods of :mod:`mmkeras.objectives.mvae` (gaussian, bernoulli, categorical).
+with p(z) = N(0, I), log N of :func:`mmkeras.losses.gaussian.log_normal` and the likelihoods of
+:func:`mmkeras.losses.gaussian.negative_log_likelihood` (gaussian, bernoulli, categorical).
 The loss is -L averaged over the rows with a present modality; a missing modality is neither a
 stratum, nor a mixture component, nor a reconstruction target in its rows.
 
@@ -37,59 +37,34 @@ import keras
 from keras import ops
 
 from mmkeras.distribute import local_contribution
-from mmkeras.errors import RecipeError
-from mmkeras.fusions.base import Fusion
-from mmkeras.objectives.autoencoder import _check_decoders
-from mmkeras.objectives.base import DecodingObjective
-from mmkeras.objectives.mvae import check_likelihoods, negative_log_likelihood, split_experts
+from mmkeras.losses.gaussian import (
+    log_normal,
+    mixture_mean,
+    negative_log_likelihood,
+    sample_mixture,
+    split_experts,
+)
+from mmkeras.objectives.base import DecodingObjective, check_likelihoods
 from mmkeras.params import PositiveInt
 
 NEGATIVE = -1e9  # log-density of an absent mixture component: exp() of it is exactly 0, and it stays finite
 
 
-def mixture_mean(features: dict[str, Any], masks: dict[str, Any]):
-    """The mean [B, L] of the uniform mixture of the present Gaussian experts [mu_m, logvar_m]:
-    the mean of the present mu_m, zeros in a row with none, in float32."""
-    total, count = None, None
-    for m in sorted(features):
-        mu, _ = split_experts(features[m])
-        present = ops.expand_dims(ops.cast(masks[m], "float32"), -1) > 0
-        term = ops.where(present, mu, 0.0)  # where, not a product: garbage could be inf
-        weight = ops.cast(present, "float32")
-        total = term if total is None else total + term
-        count = weight if count is None else count + weight
-    return total / ops.maximum(count, 1.0)
-
-
-def log_normal(z, mu, logvar):
-    """log N(z; mu, exp(logvar)) summed over the last axis (broadcasting over the leading ones)."""
-    return -0.5 * ops.sum(math.log(2.0 * math.pi) + logvar + (z - mu) ** 2 * ops.exp(-logvar), axis=-1)
-
-
-@keras.saving.register_keras_serializable(package="mmkeras")
-class MixtureOfExperts(Fusion):
-    """The mean of the uniform mixture of the present modalities' Gaussian experts (see
-    :mod:`mmkeras.objectives.mmvae`): each feature is [mu_m, logvar_m], the output has half its
-    size and is the mean of the present mu_m. A row with no modality gives zeros."""
-
-    def call(self, features, masks):
-        return ops.cast(mixture_mean(features, masks), self.compute_dtype)
-
-    def compute_output_shape(self, features_shape, masks_shape=None):
-        shape = next(iter(features_shape.values()))
-        return (shape[0], shape[-1] // 2)
-
-
 @keras.saving.register_keras_serializable(package="mmkeras")
 class MMVAE(DecodingObjective):
     """The MMVAE stratified importance-weighted bound with DReG gradients (module docstring).
+    Metrics: ``nll_<t>`` per decoded modality t.
 
-    decoders: ``{modality: {name: <head>, params: {...}}}``, each built with ``output_shape`` = its
-    modality's input shape; a modality without a decoder is a mixture component and a stratum
-    but is not reconstructed. likelihoods: ``{modality: gaussian | bernoulli | categorical}``
-    (gaussian by default). lambdas: ``{modality: weight}`` of its log-likelihood (1 by default;
-    the paper's likelihood scaling). num_samples: K, samples per stratum. sample: draw z
-    (training) or take z = mu_m (deterministic, for tests). seed: of the noise.
+    Args:
+        decoders: ``{modality: {name: <head>, params: {...}}}``, each built with ``output_shape`` =
+            its modality's input shape; a modality without a decoder is a mixture component and a
+            stratum but is not reconstructed.
+        likelihoods: ``{modality: gaussian | bernoulli | categorical}`` (gaussian by default).
+        lambdas: ``{modality: weight}`` of its log-likelihood (1 by default; the paper's
+            likelihood scaling).
+        num_samples: K, samples per stratum.
+        sample: draw z (training) or take z = mu_m (deterministic, for tests).
+        seed: of the noise.
     """
 
     def __init__(
@@ -103,24 +78,10 @@ class MMVAE(DecodingObjective):
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
-        self.decoders = _check_decoders(decoders)
+        self._keep_decoders(decoders)
         self.likelihoods, self.lambdas = check_likelihoods(self.decoders, likelihoods, lambdas)
-        if num_samples < 1:
-            raise ValueError(f"num_samples must be at least 1, got {num_samples}")
-        self.num_samples = int(num_samples)
-        self.sample = bool(sample)
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
-        self.decoder_layers: dict[str, keras.layers.Layer] = {}
-        self._shapes: dict[str, Any] | None = None
-
-    def metric_names(self, modalities):
-        unknown = sorted(set(self.decoders) - set(modalities))
-        if unknown:
-            raise RecipeError(
-                [f"objective.params.decoders.{unknown[0]}: no such modality; the model has {sorted(modalities)}"]
-            )
-        return [f"nll_{m}" for m in sorted(self.decoders)]
+        self.num_samples = num_samples
+        self._keep_sampling(sample, seed)
 
     def build(self, outputs_shape, labels_shape=None):
         latent, targets = self._gaussian_experts(outputs_shape, "mmvae")
@@ -128,15 +89,18 @@ class MMVAE(DecodingObjective):
 
     # -- the bound ---------------------------------------------------------------------------
     @staticmethod
-    def experts(outputs) -> tuple[list[str], dict[str, Any], dict[str, Any], dict[str, Any]]:
-        """(strata, masks, mus, logvars) of the modalities given in the batch; a missing row's
-        expert is replaced by N(0, I) so that nothing computed from it is inf or nan."""
-        inputs = outputs["inputs"]
-        strata = [m for m in sorted(outputs["features"]) if m in inputs]
+    def experts(
+        outputs, strata: list[str] | None = None
+    ) -> tuple[list[str], dict[str, Any], dict[str, Any], dict[str, Any]]:
+        """(strata, masks, mus, logvars) of the modalities ``strata`` (default: those given in the
+        batch, with an input); a missing row's expert is replaced by N(0, I) so that nothing
+        computed from it is inf or nan."""
+        if strata is None:
+            strata = [m for m in sorted(outputs.features) if m in outputs.inputs]
         masks, mus, logvars = {}, {}, {}
         for m in strata:
-            masks[m] = ops.cast(outputs["masks"][m], "float32")
-            mu, logvar = split_experts(outputs["features"][m])
+            masks[m] = ops.cast(outputs.masks[m], "float32")
+            mu, logvar = split_experts(outputs.features[m])
             present = ops.expand_dims(masks[m], -1) > 0
             mus[m], logvars[m] = ops.where(present, mu, 0.0), ops.where(present, logvar, 0.0)
         return strata, masks, mus, logvars
@@ -163,13 +127,8 @@ class MMVAE(DecodingObjective):
         for t in sorted(self.decoders):
             if t not in inputs:
                 continue
-            prediction = self.decoder_layers[t](flat)
+            prediction = self.decode(t, flat, inputs)
             target = inputs[t]
-            if tuple(prediction.shape[1:]) != tuple(target.shape[1:]):
-                raise ValueError(
-                    f"decoders.{t} reconstructs shape {tuple(prediction.shape[1:])} but the input {t} has shape "
-                    f"{tuple(target.shape[1:])}"
-                )
             repeats = [num_strata * num] + [1] * (len(target.shape) - 1)
             row = negative_log_likelihood(self.likelihoods.get(t, "gaussian"), prediction, ops.tile(target, repeats))
             row = ops.reshape(row, (num_strata, num, batch))
@@ -181,7 +140,7 @@ class MMVAE(DecodingObjective):
         """(loss, {target: NLL contribution}) for the noise ``eps`` [S, K, B, L] (S strata in
         sorted order): the loss's value is -L, its gradient DReG's (module docstring)."""
         strata, masks, mus, logvars = self.experts(outputs)
-        inputs = outputs["inputs"]
+        inputs = outputs.inputs
         stack = ops.stack
         mu, logvar = stack([mus[m] for m in strata]), stack([logvars[m] for m in strata])
         z = ops.expand_dims(mu, 1) + ops.expand_dims(ops.exp(0.5 * logvar), 1) * eps
@@ -214,8 +173,8 @@ class MMVAE(DecodingObjective):
         return loss, metrics
 
     def call(self, outputs, labels=None):
-        strata = [m for m in sorted(outputs["features"]) if m in outputs["inputs"]]
-        mu, _ = split_experts(outputs["features"][strata[0]])
+        strata = [m for m in sorted(outputs.features) if m in outputs.inputs]
+        mu, _ = split_experts(outputs.features[strata[0]])
         shape = (len(strata), self.num_samples, ops.shape(mu)[0], mu.shape[-1])
         eps = keras.random.normal(shape, seed=self.seed_generator) if self.sample else ops.zeros(shape)
         loss, nll = self.negative_bound(outputs, eps)
@@ -229,29 +188,11 @@ class MMVAE(DecodingObjective):
         then z from it)."""
         if target not in self.decoder_layers:
             raise ValueError(f"mmvae has no decoder for {target!r}; decoders are for {sorted(self.decoders)}")
-        strata, masks, mus, logvars = self.experts(outputs)
+        strata, masks, mus, logvars = self.experts(outputs, sorted(outputs.features))  # absent ones have mask 0
         if not sample:
-            z = mixture_mean({m: outputs["features"][m] for m in strata}, masks)
-            return self.decoder_layers[target](z)
-        scores = ops.stack(  # a uniform draw per present expert, -1 for an absent one: argmax picks uniformly
-            [
-                ops.where(masks[m] > 0, keras.random.uniform(ops.shape(masks[m]), seed=self.seed_generator), -1.0)
-                for m in strata
-            ]
-        )
-        chosen = ops.expand_dims(ops.transpose(ops.one_hot(ops.argmax(scores, axis=0), len(strata))), -1)
-        mu = ops.sum(chosen * ops.stack([mus[m] for m in strata]), axis=0)
-        logvar = ops.sum(chosen * ops.stack([logvars[m] for m in strata]), axis=0)
-        z = mu + ops.exp(0.5 * logvar) * keras.random.normal(ops.shape(mu), seed=self.seed_generator)
+            z = mixture_mean({m: outputs.features[m] for m in strata}, masks)
+        else:
+            z = sample_mixture(
+                [mus[m] for m in strata], [logvars[m] for m in strata], [masks[m] for m in strata], self.seed_generator
+            )
         return self.decoder_layers[target](z)
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "decoders": self.decoders,
-            "likelihoods": self.likelihoods,
-            "lambdas": self.lambdas,
-            "num_samples": self.num_samples,
-            "sample": self.sample,
-            "seed": self.seed,
-        }

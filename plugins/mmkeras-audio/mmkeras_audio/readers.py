@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mmkeras.plugin import Reader
 from mmkeras_audio.features import FEATURE_BACKENDS, log_mel, mfcc, num_frames
 
 BACKENDS = ("auto", "tensorflow-io", "soundfile", "tf")
@@ -126,7 +127,7 @@ def fix_length(wave: np.ndarray, length: int) -> np.ndarray:
     return wave[:length] if len(wave) >= length else np.pad(wave, (0, length - len(wave)))
 
 
-class AudioReader:
+class AudioReader(Reader):
     """The ``mmkeras.readers`` reader for audio files; options come from the ``files`` dataset's
     ``audio`` parameter. ``backend`` is the decoding backend of the last file read and
     ``backends_used`` counts them all, so a run can tell which path it took."""
@@ -134,7 +135,7 @@ class AudioReader:
     kind = "audio"
 
     def __init__(self) -> None:
-        self.backend: str | None = None
+        self.backend: str | None = None  # None until a file is read
         self.backends_used: Counter[str] = Counter()
         self._lock = threading.Lock()
 

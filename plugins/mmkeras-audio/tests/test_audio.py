@@ -11,7 +11,8 @@ import soundfile
 from mmkeras_audio import features, readers
 from mmkeras_audio.readers import AudioReader, decode, read_audio, resolve_backend, tfio_status
 
-from mmkeras.data.files import FilesDataset, reader_for
+import mmkeras
+from mmkeras.plugin import Reader
 
 
 def sine(freq, seconds, rate, amplitude=0.5):
@@ -152,12 +153,19 @@ def test_reader_options_are_checked():
 
 
 def test_files_dataset_finds_the_reader_by_extension(tmp_path, no_tfio):
-    assert reader_for("wav") is read_audio and reader_for("FLAC") is read_audio
+    assert (
+        mmkeras.registry.get("readers", "wav") is read_audio and mmkeras.registry.get("readers", "flac") is read_audio
+    )
+    assert isinstance(read_audio, Reader) and read_audio.kind == "audio"
+    assert read_audio.shape(sample_rate=8000, seconds=0.5) == (4000,)
+    frames = 1 + (16000 - 512) // 160  # one second at 16 kHz
+    assert read_audio.shape(features="mel", n_features=32, n_fft=512, hop_length=160) == (32, frames)
     write_wav(tmp_path / "a.wav", sine(440, 0.3, 16000), 16000)
     soundfile.write(tmp_path / "b.flac", sine(880, 0.3, 22050), 22050, subtype="PCM_16")
     (tmp_path / "m.csv").write_text("voice,label\na.wav,0\nb.flac,1\n,1\n")
-    data = FilesDataset(
-        str(tmp_path / "m.csv"),
+    data = mmkeras.load_dataset(
+        "files",
+        manifest=str(tmp_path / "m.csv"),
         label="label",
         audio={"sample_rate": 16000, "seconds": 0.25, "features": "mel", "n_features": 32},
     )

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
-from pathlib import Path
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
-from mmkeras.data.base import Dataset, DataSplit, ModalityInfo
+from mmkeras.plugin import CachedDataset, DataSplit, ModalityInfo
 
 #: named sizes -> (train, test) samples; "full" is the GMC paper's 50,000 / 10,000
 SIZES: dict[str, tuple[int, int]] = {
@@ -36,11 +36,6 @@ def split_sizes(size: str | int) -> tuple[int, int]:
     )
 
 
-def default_data_dir() -> str:
-    """``$MMKERAS_DATA_DIR`` if set, else ``~/.cache/mmkeras``."""
-    return os.environ.get("MMKERAS_DATA_DIR") or str(Path.home() / ".cache" / "mmkeras")
-
-
 def _cpu_count() -> int:
     try:
         return len(os.sched_getaffinity(0))  # the cores this process may use, not the machine's
@@ -48,7 +43,7 @@ def _cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-class MHD(Dataset):
+class MHD(CachedDataset):
     """Multimodal Handwritten Digits (as in the GMC paper): four views of each digit 0-9.
 
     - ``image``: float32 [N, 28, 28, 1] in [0, 1], the digit drawn MNIST-style (white on black)
@@ -70,6 +65,7 @@ class MHD(Dataset):
     """
 
     splits = ("train", "test")
+    cache_name = "mhd"
 
     def __init__(
         self,
@@ -89,7 +85,7 @@ class MHD(Dataset):
         self.seed = seed
         self.sizes = {"train": n_train, "test": n_test}
         self.workers = workers if workers is not None else _cpu_count()
-        self.cache_dir = Path(data_dir if data_dir is not None else default_data_dir()) / "mhd"
+        self.set_cache_dir(data_dir)
 
     def info(self) -> dict[str, ModalityInfo]:
         return dict(MODALITIES)
@@ -97,53 +93,23 @@ class MHD(Dataset):
     def label_info(self) -> str:
         return "int64 digit 0-9"
 
-    def cache_path(self, split: str) -> Path:
-        """The cache file of ``split``, e.g. ``mhd_v2_train_n50000_seed0.npz``."""
-        self._check_split(split)
+    def cache_version(self) -> int:
         from mmkeras_mhd import generate  # librosa, eSpeak: only when the data is read or built
 
-        name = f"mhd_v{generate.FORMAT_VERSION}_{split}_n{self.sizes[split]}_seed{self.seed}.npz"
-        return self.cache_dir / name
+        return generate.FORMAT_VERSION
 
-    def prepare(self, progress: bool = True) -> None:
-        """Build and cache the splits that are not cached yet (a cache hit does nothing)."""
-        missing = {s: n for s, n in self.sizes.items() if not self.cache_path(s).exists()}
-        if not missing:
-            return
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
+    def build(self, splits: list[str], progress: bool) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
         from mmkeras_mhd import generate
 
-        built = generate.build(self.seed, missing, self.workers, progress, str(self.cache_dir))
-        for split, arrays in built.items():
-            self._write(self.cache_path(split), arrays)
+        sizes = {s: self.sizes[s] for s in splits}
+        yield from generate.build(self.seed, sizes, self.workers, progress, str(self.cache_dir)).items()
 
-    @staticmethod
-    def _write(path: Path, arrays: dict[str, np.ndarray]) -> None:
-        # a temporary file in the same directory, renamed when complete: an interrupted build
-        # never leaves a partial file under the cache name
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache is meant to be shared
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
-
-    def load(self, split: str) -> DataSplit:
-        """One split in memory (built first if it is not cached)."""
-        path = self.cache_path(split)
-        if not path.exists():
-            self.prepare()
-        with np.load(path) as z:
-            labels = z["labels"].astype(np.int64)
-            inputs = {
-                "image": (z["image"].astype(np.float32) / 255.0)[..., None],
-                "sound": z["sound"].astype(np.float32),
-                "trajectory": z["trajectory"].astype(np.float32),
-                "label": np.eye(10, dtype=np.float32)[labels],
-            }
+    def decode(self, split: str, arrays: Any) -> DataSplit:
+        labels = arrays["labels"].astype(np.int64)
+        inputs = {
+            "image": (arrays["image"].astype(np.float32) / 255.0)[..., None],
+            "sound": arrays["sound"].astype(np.float32),
+            "trajectory": arrays["trajectory"].astype(np.float32),
+            "label": np.eye(10, dtype=np.float32)[labels],
+        }
         return DataSplit(inputs, labels)

@@ -8,10 +8,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from mmkeras.data.base import DataSplit
-from mmkeras.errors import MMKerasError
-from mmkeras.evaluators.base import Evaluator, modality_subsets, subset_name
-from mmkeras.model import MASKS
+from mmkeras.plugin import MASKS, DataSplit, Evaluator, MMKerasError, modality_subsets, subset_name
 from mmkeras_pendulum.env import EPISODE_STEPS, MAX_TORQUE, VectorPendulumSound
 
 MODALITIES = ("image", "sound")
@@ -297,50 +294,14 @@ def returns_table(runs: dict[str, dict[str, Any]]) -> str:
 
 
 class _Encoder:
-    """``model.encode`` restricted to ``modalities``, traced once into a ``tf.function`` when
-    that reproduces ``model.encode`` exactly (checked on the first call); else ``model.encode``."""
+    """The model's representation of ``modalities`` (its encoder's compiled ``encode``, traced once
+    per subset and cached), for one observation batch at a time."""
 
     def __init__(self, model: Any, modalities: list[str]) -> None:
         self.model, self.modalities = model, modalities
-        self._fast: Any = None
-        self._checked = False
 
     def __call__(self, obs: dict[str, np.ndarray]) -> np.ndarray:
-        x = {m: obs[m] for m in self.modalities}
-        if not self._checked:
-            self._checked = True
-            self._fast = self._trace()
-            reference = self.model.encode(x, self.modalities)
-            if self._fast is not None:
-                try:
-                    fast = np.asarray(self._fast(x))
-                except Exception:  # a model the trace cannot follow: the plain path is always right
-                    fast = None
-                if fast is None or fast.shape != reference.shape or not np.allclose(fast, reference, atol=1e-5):
-                    self._fast = None
-            return reference
-        if self._fast is not None:
-            return np.asarray(self._fast(x))
-        return self.model.encode(x, self.modalities)
-
-    def _trace(self) -> Any:
-        import tensorflow as tf
-
-        model, chosen = self.model, self.modalities
-        if not all(hasattr(model, a) for a in ("subset_encoding", "encode_output", "modalities")):
-            return None
-        mean_of_latents = model.subset_encoding == "mean" and set(chosen) != set(model.modalities)
-        own, joint = ("latents", "joint") if model.encode_output == "latent" else ("features", "joint_feature")
-
-        def encode(x: dict[str, Any]) -> Any:
-            record = model(x, training=False)
-            if mean_of_latents:  # every chosen modality is present in every row
-                z = sum(record[own][m] for m in chosen) / len(chosen)
-            else:
-                z = record[joint]
-            return tf.cast(z, tf.float32)
-
-        return tf.function(encode)
+        return self.model.encode({m: obs[m] for m in self.modalities}, self.modalities)
 
 
 def _plot(

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
-from typing import Literal
+from collections.abc import Iterator
+from typing import Any, Literal
 
 import numpy as np
 
-from mmkeras.data.base import Dataset, DataSplit, ModalityInfo
+from mmkeras.plugin import CachedDataset, DataSplit, ModalityInfo
 from mmkeras_pendulum import generate
 
 #: named sizes -> (train, test) observations; "full" is the GMC paper's 20,000 / 2,000
@@ -39,12 +37,7 @@ def split_sizes(size: str | int) -> tuple[int, int]:
     )
 
 
-def default_data_dir() -> str:
-    """``$MMKERAS_DATA_DIR`` if set, else ``~/.cache/mmkeras``."""
-    return os.environ.get("MMKERAS_DATA_DIR") or str(Path.home() / ".cache" / "mmkeras")
-
-
-class Pendulum(Dataset):
+class Pendulum(CachedDataset):
     """Observations of the pendulum swing-up task (the GMC paper's control experiment) under a
     random policy: each row is one time step of a random-torque episode from a random start
     (see :mod:`mmkeras_pendulum.generate`).
@@ -66,6 +59,7 @@ class Pendulum(Dataset):
     """
 
     splits = ("train", "test")
+    cache_name = "pendulum"
 
     def __init__(
         self, size: Literal["full", "small", "tiny"] | int = "full", seed: int = 0, data_dir: str | None = None
@@ -78,7 +72,7 @@ class Pendulum(Dataset):
         self.size = size
         self.seed = seed
         self.sizes = {"train": n_train, "test": n_test}
-        self.cache_dir = Path(data_dir if data_dir is not None else default_data_dir()) / "pendulum"
+        self.set_cache_dir(data_dir)
 
     def info(self) -> dict[str, ModalityInfo]:
         return dict(MODALITIES)
@@ -86,69 +80,34 @@ class Pendulum(Dataset):
     def label_info(self) -> str:
         return "int64 bin 0-7 of the current angle (probes only)"
 
-    def cache_path(self, split: str) -> Path:
-        """The cache file of ``split``, e.g. ``pendulum_v1_train_n20000_seed0.npz``."""
-        self._check_split(split)
-        name = f"pendulum_v{generate.FORMAT_VERSION}_{split}_n{self.sizes[split]}_seed{self.seed}.npz"
-        return self.cache_dir / name
+    def cache_version(self) -> int:
+        return generate.FORMAT_VERSION
 
-    def prepare(self, progress: bool = True) -> None:
-        """Build and cache the splits that are not cached yet (a cache hit does nothing). The
-        training file also holds the sound statistics (``sound_mean``, ``sound_std``)."""
-        for split in self.splits:
-            path = self.cache_path(split)
-            if path.exists():
-                continue
+    def build(self, splits: list[str], progress: bool) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
+        """The observations of ``splits``; the training file also holds the sound statistics
+        (``sound_mean``, ``sound_std``)."""
+        for split in splits:
             if progress:
-                print(f"pendulum: generating {self.sizes[split]} {split} observations -> {path}")
+                print(f"pendulum: generating {self.sizes[split]} {split} observations -> {self.cache_path(split)}")
             arrays = generate.build(self.seed, split, self.sizes[split])
             if split == "train":
                 arrays["sound_mean"], arrays["sound_std"] = generate.sound_stats(arrays["sound"])
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
-            self._write(path, arrays)
-
-    @staticmethod
-    def _write(path: Path, arrays: dict[str, np.ndarray]) -> None:
-        # a temporary file in the same directory, renamed when complete: an interrupted build
-        # never leaves a partial file under the cache name
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache is meant to be shared
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+            yield split, arrays
 
     def sound_stats(self) -> tuple[np.ndarray, np.ndarray]:
         """(mean, std), float64 [6] each: the training split's per-feature sound statistics
         (frequencies of receivers 1-3, then amplitudes), over both stacked frames of every row."""
-        path = self.cache_path("train")
-        if not path.exists():
-            self.prepare()
-        with np.load(path) as z:
+        with self.open_cache("train") as z:
             return z["sound_mean"], z["sound_std"]
 
     def states(self, split: str) -> np.ndarray:
         """float32 [N, 2]: the (theta, thetadot) of each row's current frame (theta in [-pi, pi))."""
-        path = self.cache_path(split)
-        if not path.exists():
-            self.prepare()
-        with np.load(path) as z:
+        with self.open_cache(split) as z:
             return z["state"]
 
-    def load(self, split: str) -> DataSplit:
-        """One split in memory (built first if it is not cached)."""
-        path = self.cache_path(split)
-        if not path.exists():
-            self.prepare()
+    def decode(self, split: str, arrays: Any) -> DataSplit:
         mean, std = self.sound_stats()
-        with np.load(path) as z:
-            frames = z["sound"].reshape(len(z["sound"]), -1, len(mean)).astype(np.float64)
-            sound = ((frames - mean) / std).reshape(len(frames), -1).astype(np.float32)
-            inputs = {"image": generate.unpack_images(z["image_bits"]), "sound": sound}
-            labels = z["labels"].astype(np.int64)
-        return DataSplit(inputs, labels)
+        frames = arrays["sound"].reshape(len(arrays["sound"]), -1, len(mean)).astype(np.float64)
+        sound = ((frames - mean) / std).reshape(len(frames), -1).astype(np.float32)
+        inputs = {"image": generate.unpack_images(arrays["image_bits"]), "sound": sound}
+        return DataSplit(inputs, arrays["labels"].astype(np.int64))

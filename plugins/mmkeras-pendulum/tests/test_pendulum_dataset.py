@@ -10,8 +10,7 @@ import pytest
 from mmkeras_pendulum import env, generate
 from mmkeras_pendulum.dataset import Pendulum
 
-from mmkeras.data.base import DataSplit
-from mmkeras.testing import check_dataset
+from mmkeras.plugin import DataSplit, check_dataset
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import functools
 
 import numpy as np
 
-from mmkeras.data.base import Dataset, DataSplit, ModalityInfo
+from mmkeras.plugin import Dataset, DataSplit, ModalityInfo
 from mmkeras_text.tokenizer import WordTokenizer
 
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")

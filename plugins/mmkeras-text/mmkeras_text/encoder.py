@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import keras
 from keras import layers, ops
+from pydantic import Field, Strict
 
-from mmkeras.fusions.transformer import TransformerBlock
+import mmkeras.plugin as mm
 
 PAD_ID, UNK_ID = 0, 1  # as in mmkeras_text.tokenizer (not imported: this module needs Keras only)
 
 
 @keras.saving.register_keras_serializable(package="mmkeras")
-class TextTransformer(keras.layers.Layer):
+class TextTransformer(mm.Encoder):
     """A transformer encoder of token ids ``[B, L]`` (id 0 = padding), pooled to ``[B, output_dim]``.
 
     With ``t_i`` the id at position ``i`` and ``p_i = [t_i != 0]`` the padding mask:
@@ -35,37 +38,28 @@ class TextTransformer(keras.layers.Layer):
 
     def __init__(
         self,
-        output_dim: int,
-        vocab_size: int = 1000,
-        max_length: int = 32,
-        width: int = 64,
-        num_layers: int = 2,
-        num_heads: int = 4,
-        dropout: float = 0.0,
+        output_dim: mm.PositiveInt,
+        # ids 0 (padding) and 1 (unknown) are reserved: a vocabulary holds at least one word besides them
+        vocab_size: Annotated[int, Strict(), Field(ge=2)] = 1000,
+        max_length: mm.PositiveInt = 32,
+        width: mm.PositiveInt = 64,
+        num_layers: mm.NonNegativeInt = 2,
+        num_heads: mm.PositiveInt = 4,
+        dropout: mm.DropoutRate = 0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if vocab_size < 2:
-            raise ValueError(f"text_transformer: vocab_size must be >= 2 (ids 0 and 1 are reserved), got {vocab_size}")
-        if max_length < 1:
-            raise ValueError(f"text_transformer: max_length must be >= 1, got {max_length}")
-        if num_heads < 1 or width < 1 or width % num_heads:
-            raise ValueError(
-                f"text_transformer: width ({width}) must be a positive multiple of num_heads ({num_heads})"
-            )
-        if num_layers < 0:
-            raise ValueError(f"text_transformer: num_layers must be >= 0, got {num_layers}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"text_transformer: dropout must be in [0, 1), got {dropout}")
-        self.output_dim = int(output_dim)
-        self.vocab_size = int(vocab_size)
-        self.max_length = int(max_length)
-        self.width = int(width)
-        self.num_layers = int(num_layers)
-        self.num_heads = int(num_heads)
-        self.dropout = float(dropout)
+        if width % num_heads:
+            raise ValueError(f"TextTransformer: width ({width}) must be a multiple of num_heads ({num_heads})")
+        self.output_dim = output_dim
+        self.vocab_size = vocab_size
+        self.max_length = max_length
+        self.width = width
+        self.num_layers = num_layers
+        self.num_heads = num_heads
+        self.dropout = dropout
         self.blocks = [
-            TransformerBlock(self.width, self.num_heads, 4.0, self.dropout, name=f"block_{i}")
+            mm.layers.TransformerBlock(self.width, self.num_heads, 4.0, self.dropout, name=f"block_{i}")
             for i in range(self.num_layers)
         ]
         self.final_norm = layers.LayerNormalization(epsilon=1e-6, name="final_norm")
@@ -110,15 +104,3 @@ class TextTransformer(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.output_dim)
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "output_dim": self.output_dim,
-            "vocab_size": self.vocab_size,
-            "max_length": self.max_length,
-            "width": self.width,
-            "num_layers": self.num_layers,
-            "num_heads": self.num_heads,
-            "dropout": self.dropout,
-        }

@@ -1,12 +1,15 @@
-"""The text_transformer encoder: shapes, padding ignored, conformance kit, errors."""
+"""The text_transformer encoder: shapes, padding ignored, conformance kit, errors, saved models."""
+
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 from mmkeras_text.encoder import TextTransformer
 
-from mmkeras.testing import check_encoder
+from mmkeras.plugin import check_encoder
 
+DATA = Path(__file__).resolve().parent / "data"
 PARAMS = {"output_dim": 6, "vocab_size": 20, "max_length": 16, "width": 16, "num_layers": 2, "num_heads": 2}
 IDS = np.array([[5, 7, 3, 0, 0, 0, 0, 0], [2, 9, 9, 11, 4, 6, 0, 0], [0, 0, 0, 0, 0, 0, 0, 0]], dtype=np.int32)
 
@@ -72,7 +75,24 @@ def test_config_and_errors():
     assert {k: config[k] for k in [*PARAMS, "dropout"]} == {**PARAMS, "dropout": 0.1}
     with pytest.raises(ValueError, match=r"length 20 exceed max_length=16"):
         TextTransformer(**PARAMS).build((None, 20))
-    with pytest.raises(ValueError, match="width \\(16\\) must be a positive multiple of num_heads \\(3\\)"):
+    with pytest.raises(ValueError, match=r"TextTransformer: width \(16\) must be a multiple of num_heads \(3\)"):
         TextTransformer(**{**PARAMS, "num_heads": 3})
-    with pytest.raises(ValueError, match="vocab_size must be >= 2"):
+    with pytest.raises(ValueError, match=r"TextTransformer: vocab_size: expected a number >= 2, got 1"):
         TextTransformer(**{**PARAMS, "vocab_size": 1})
+    with pytest.raises(ValueError, match=r"TextTransformer: dropout: expected a number < 1, got 1.0"):
+        TextTransformer(**{**PARAMS, "dropout": 1.0})
+    with pytest.raises(ValueError, match=r"TextTransformer: num_layers: expected a number >= 0, got -1"):
+        TextTransformer(**{**PARAMS, "num_layers": -1})
+
+
+def test_a_model_saved_before_the_encoder_became_a_component_still_loads(tmp_path):
+    # saved by the previous class (hand-written get_config, plain keras Layer): same config keys, same weight paths
+    model = keras.saving.load_model(DATA / "text_transformer_v0.keras")
+    expected = np.load(DATA / "text_transformer_v0_outputs.npy")
+    np.testing.assert_allclose(_np(model(IDS)), expected, rtol=1e-5, atol=1e-6)
+    assert isinstance(model.get_layer("text"), TextTransformer)
+    # and a model saved now reloads the same way
+    model.save(tmp_path / "now.keras")
+    np.testing.assert_allclose(
+        _np(keras.saving.load_model(tmp_path / "now.keras")(IDS)), expected, rtol=1e-5, atol=1e-6
+    )

@@ -25,7 +25,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from mmkeras.augmentations.base import Augmentation
+from mmkeras.plugin import Augmentation, Seed, UnitFloat
 
 #: ITU-R BT.601 luma weights, as torchvision's rgb_to_grayscale uses
 LUMA = (0.299, 0.587, 0.114)
@@ -77,8 +77,8 @@ class RandomResizedCrop(_ImageAugmentation):
         self,
         scale: tuple[float, float] = (0.08, 1.0),
         ratio: tuple[float, float] = (3 / 4, 4 / 3),
-        rate: float = 1.0,
-        seed: int | None = None,
+        rate: UnitFloat = 1.0,
+        seed: Seed | None = None,
         **kwargs,
     ):
         super().__init__(rate=rate, seed=seed, **kwargs)
@@ -131,7 +131,7 @@ class RandomResizedCrop(_ImageAugmentation):
 class RandomFlip(_ImageAugmentation):
     """Mirrors each image left-right with probability ``rate`` (0.5, as in SimCLR)."""
 
-    def __init__(self, rate: float = 0.5, seed: int | None = None, **kwargs):
+    def __init__(self, rate: UnitFloat = 0.5, seed: Seed | None = None, **kwargs):
         super().__init__(rate=rate, seed=seed, **kwargs)
 
     def augment(self, x):
@@ -156,8 +156,8 @@ class ColorJitter(_ImageAugmentation):
         contrast: float = 0.4,
         saturation: float = 0.4,
         hue: float = 0.1,
-        rate: float = 0.8,
-        seed: int | None = None,
+        rate: UnitFloat = 0.8,
+        seed: Seed | None = None,
         **kwargs,
     ):
         super().__init__(rate=rate, seed=seed, **kwargs)
@@ -258,7 +258,7 @@ class RandomGrayscale(_ImageAugmentation):
     """Replaces each RGB image by its luma (in all three channels) with probability ``rate``
     (0.2, as in SimCLR); grayscale images (C = 1) are returned as they are."""
 
-    def __init__(self, rate: float = 0.2, seed: int | None = None, **kwargs):
+    def __init__(self, rate: UnitFloat = 0.2, seed: Seed | None = None, **kwargs):
         super().__init__(rate=rate, seed=seed, **kwargs)
 
     def augment(self, x):
@@ -289,8 +289,8 @@ class GaussianBlur(_ImageAugmentation):
         sigma_min: float = 0.1,
         sigma_max: float = 2.0,
         kernel_size: int | None = None,
-        rate: float = 0.5,
-        seed: int | None = None,
+        rate: UnitFloat = 0.5,
+        seed: Seed | None = None,
         **kwargs,
     ):
         super().__init__(rate=rate, seed=seed, **kwargs)

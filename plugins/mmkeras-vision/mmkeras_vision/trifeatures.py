@@ -21,17 +21,16 @@ from __future__ import annotations
 import math
 import os
 import sys
-import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from mmkeras.data.base import Dataset, DataSplit, ModalityInfo
-from mmkeras.errors import DataError
+from mmkeras.plugin import CachedDataset, DataError, DataSplit, ModalityInfo
 
 FORMAT_VERSION = 1
 
@@ -91,11 +90,6 @@ def split_sizes(size: str | int) -> tuple[int, int]:
     if isinstance(size, int) and not isinstance(size, bool) and size >= 5:
         return size, size // 5
     raise ValueError(f"trifeatures: size must be one of {list(SIZES)} or an int >= 5 (training pairs), got {size!r}")
-
-
-def default_data_dir() -> str:
-    """``$MMKERAS_DATA_DIR`` if set, else ``~/.cache/mmkeras``."""
-    return os.environ.get("MMKERAS_DATA_DIR") or str(Path.home() / ".cache" / "mmkeras")
 
 
 def attributes(combo: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -296,7 +290,7 @@ def _cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-class Trifeatures(Dataset):
+class Trifeatures(CachedDataset):
     """Bimodal Trifeatures (CoMM): pairs of images ``image1``, ``image2`` that share their shape.
 
     Inputs: ``image1`` and ``image2``, float32 [N, S, S, 3] in [0, 1] (grey background).
@@ -329,6 +323,7 @@ class Trifeatures(Dataset):
     """
 
     splits = SPLITS
+    cache_name = "trifeatures"
 
     def __init__(
         self,
@@ -357,7 +352,7 @@ class Trifeatures(Dataset):
         self.biased, self.task = biased, task
         self.sizes = {"train": n_train, "test": n_test}
         self.workers = workers if workers is not None else _cpu_count()
-        self.cache_dir = Path(data_dir if data_dir is not None else default_data_dir()) / "trifeatures"
+        self.set_cache_dir(data_dir)
         self.combinations = combination_split(seed)
         self.bijection = bijection(seed)
         self._pairs: dict[str, np.ndarray] = {}
@@ -402,31 +397,24 @@ class Trifeatures(Dataset):
         }
 
     # -- images (rendered once, cached) ----------------------------------------------------------
-    def cache_path(self, split: str) -> Path:
-        """The cache file of ``split``, e.g. ``trifeatures_v1_train_n10000_s32_seed0.npz``."""
-        self._check_split(split)
-        bias = "_biased" if self.is_biased(split) else ""
-        name = (
-            f"trifeatures_v{FORMAT_VERSION}_{split}_n{self.sizes[split]}_s{self.image_size}_seed{self.seed}{bias}.npz"
-        )
-        return self.cache_dir / name
+    def cache_version(self) -> int:
+        return FORMAT_VERSION
 
-    def prepare(self, progress: bool = True) -> None:
-        """Render and cache the splits that are not cached yet (a cache hit does nothing)."""
-        for split in self.splits:
-            path = self.cache_path(split)
-            if path.exists():
-                continue
+    def cache_key(self, split: str) -> str:
+        # the names of format 1's own cache code, so caches made before CachedDataset are still read
+        bias = "_biased" if self.is_biased(split) else ""
+        return f"n{self.sizes[split]}_s{self.image_size}_seed{self.seed}{bias}"
+
+    def build(self, splits: list[str], progress: bool) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
+        for split in splits:
             start = time.perf_counter()
             if progress:
                 print(
                     f"trifeatures: rendering {self.sizes[split]} {split} pairs at {self.image_size} px", file=sys.stderr
                 )
-            images = self._render(split)
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
-            _write(path, {"images": images, "pairs": self.pairs(split)})
+            yield split, {"images": self._render(split), "pairs": self.pairs(split)}
             if progress:
-                print(f"trifeatures: {path} in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+                print(f"trifeatures: {self.cache_path(split)} in {time.perf_counter() - start:.1f} s", file=sys.stderr)
 
     def _render(self, split: str) -> np.ndarray:
         pairs = self.pairs(split)
@@ -449,31 +437,14 @@ class Trifeatures(Dataset):
             )
             return np.concatenate(list(parts))
 
-    def load(self, split: str) -> DataSplit:
-        """One split in memory (rendered first if it is not cached)."""
-        path = self.cache_path(split)
-        if not path.exists():
-            self.prepare()
-        with np.load(path) as z:
-            images, cached_pairs = z["images"], z["pairs"]
+    def decode(self, split: str, arrays: Any) -> DataSplit:
+        images, cached_pairs = arrays["images"], arrays["pairs"]
         if not np.array_equal(cached_pairs, self.pairs(split)):
-            raise DataError(f"trifeatures: cache file {path} holds other pairs than this version makes; delete it")
+            raise DataError(
+                f"trifeatures: cache file {self.cache_path(split)} holds other pairs than this version makes; delete it"
+            )
         inputs = {
             "image1": images[:, 0].astype(np.float32) / 255.0,
             "image2": images[:, 1].astype(np.float32) / 255.0,
         }
         return DataSplit(inputs, self.labels_for(split)[self.task])
-
-
-def _write(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    # a temporary file in the same directory, renamed when complete: an interrupted build never
-    # leaves a partial file under the cache name
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise

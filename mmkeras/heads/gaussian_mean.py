@@ -4,22 +4,26 @@ from __future__ import annotations
 
 import keras
 
+from mmkeras.heads.base import Head
+from mmkeras.params import PositiveInt
+
 
 @keras.saving.register_keras_serializable(package="mmkeras")
-class GaussianMean(keras.layers.Layer):
+class GaussianMean(Head):
     """z = h[:, :output_dim]: the mean mu of a feature laid out as [mu, logvar, ...].
 
     A parameter-free head. Applied to a modality's Gaussian expert [mu_m, logvar_m] (2L values,
     ``output_dim`` = L) it gives mu_m; applied to the joint feature of the ``nexus`` and ``muse``
     fusions, whose first 2L values are [mu, logvar] of the top latent, it gives that posterior
-    mean, which :meth:`~mmkeras.model.MultimodalModel.encode` then returns (``encode_output: latent``).
+    mean, which the encoder's ``encode`` then returns (``encode_output: latent``).
+
+    Args:
+        output_dim: L, the size of the mean.
     """
 
-    def __init__(self, output_dim: int, **kwargs):
+    def __init__(self, output_dim: PositiveInt, **kwargs):
         super().__init__(**kwargs)
-        self.output_dim = int(output_dim)
-        if self.output_dim < 1:
-            raise ValueError(f"gaussian_mean: output_dim must be positive, got {output_dim}")
+        self.output_dim = output_dim
 
     def build(self, input_shape):
         size = input_shape[-1]
@@ -34,6 +38,3 @@ class GaussianMean(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.output_dim)
-
-    def get_config(self):
-        return {**super().get_config(), "output_dim": self.output_dim}

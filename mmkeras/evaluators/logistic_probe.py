@@ -190,16 +190,11 @@ class LogisticProbe(Evaluator):
         self._encoded.append((inputs, z))
         return z, np.asarray(split.labels)[rows].astype(np.int64)
 
-    def _encode(self, model: Any, inputs: dict[str, np.ndarray], mods: list[str], batch_size: int = 512) -> np.ndarray:
+    def _encode(self, model: Any, inputs: dict[str, np.ndarray], mods: list[str]) -> np.ndarray:
         if self.representation == "joint":
-            return model.encode(inputs, mods, batch_size=batch_size).astype(np.float64)
-        key = "features" if model.encode_output == "feature" else "latents"
-        n, out = len(inputs[mods[0]]), []
-        for start in range(0, n, batch_size):
-            batch = {m: inputs[m][start : start + batch_size] for m in mods}
-            record = model(batch, training=False)
-            out.append(np.concatenate([np.asarray(record[key][m], dtype=np.float64) for m in mods], axis=1))
-        return np.concatenate(out, axis=0)
+            return model.encode(inputs, mods).astype(np.float64)
+        each = model.encode_each(inputs, mods)  # the model's encode_output: latents, or features for CoMM
+        return np.concatenate([each[m].astype(np.float64) for m in mods], axis=1)
 
     # -- protocol --------------------------------------------------------------------------
     def evaluate(self, model: Any, data: dict[str, DataSplit], output_dir: Path) -> dict[str, Any]:
