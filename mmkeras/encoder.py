@@ -15,6 +15,8 @@ from mmkeras.record import Record
 
 MASKS = "masks"
 OUTPUTS = ("latent", "feature")
+#: batches a subset of modalities is encoded eagerly before its compiled function pays for its trace
+EAGER_BATCHES = 32
 
 
 @keras.saving.register_keras_serializable(package="mmkeras")
@@ -73,6 +75,7 @@ class MultimodalEncoder(keras.Model):
         self.encode_output = encode_output
         self.feature_shapes: dict[str, list[int]] = {}  # "image" or "joint/image" -> feature shape
         self._predict_functions: dict[tuple, Any] = {}  # (modalities, masked modalities) -> compiled forward
+        self._eager_batches: dict[tuple, int] = {}  # subset -> batches encoded eagerly so far
 
     # -- forward -------------------------------------------------------------------------
     def build(self, input_shape: Any = None) -> None:
@@ -162,8 +165,10 @@ class MultimodalEncoder(keras.Model):
         ``encode_output``). Returns a float32 numpy array [N, d].
 
         Runs in batches of ``batch_size`` through a compiled function (``predict``), traced once
-        per set of modalities and cached. With ``subset_encoding="mean"`` an incomplete subset's
-        representation is the mean of its present modalities' representations."""
+        per set of modalities and cached. A trace costs as much as encoding a few dozen batches, so a
+        subset is encoded eagerly until it has encoded ``EAGER_BATCHES`` batches, then compiled. With
+        ``subset_encoding="mean"`` an incomplete subset's representation is the mean of its present
+        modalities' representations."""
         chosen, record = self._predict(inputs, modalities, batch_size, verbose)
         per_modality, joint = self._pick(record, output)
         if self.subset_encoding == "mean" and set(chosen) != set(self.modalities):
@@ -211,9 +216,15 @@ class MultimodalEncoder(keras.Model):
         given = {m: inputs[MASKS][m] for m in chosen if m in (inputs.get(MASKS) or {})}
         if given:
             x[MASKS] = given
-        # one compiled forward pass (Keras's predict function) per input structure, kept between calls:
-        # each subset is traced once, and no function is retraced for every new subset
         key = (tuple(chosen), tuple(given))
+        rows = int(ops.shape(x[chosen[0]])[0])
+        batches = -(-rows // batch_size)
+        if key not in self._predict_functions and self._eager_batches.get(key, 0) + batches <= EAGER_BATCHES:
+            # a trace costs about as much as 20-30 batches encoded eagerly (measured on gmc_mhd_quick,
+            # docs/performance.md): a subset runs eagerly until it has encoded EAGER_BATCHES batches
+            self._eager_batches[key] = self._eager_batches.get(key, 0) + batches
+            return chosen, self._eager(x, rows, batch_size)
+        # one compiled forward pass (Keras's predict function) per input structure, kept between calls
         self.predict_function = self._predict_functions.get(key)
         # TensorFlow counts the traces of every model's predict function together and warns past
         # five; one trace per subset is by design here
@@ -225,6 +236,15 @@ class MultimodalEncoder(keras.Model):
         finally:
             tf_logger.setLevel(level)
             self._predict_functions[key] = self.predict_function
+
+    def _eager(self, x: dict[str, Any], rows: int, batch_size: int) -> Record:
+        """The forward pass batch by batch, uncompiled, as numpy arrays."""
+        parts = []
+        for start in range(0, rows, batch_size):
+            rows_here = slice(start, start + batch_size)
+            batch = keras.tree.map_structure(lambda a, r=rows_here: ops.convert_to_tensor(a[r]), x)
+            parts.append(keras.tree.map_structure(ops.convert_to_numpy, self(batch, training=False)))
+        return keras.tree.map_structure(lambda *arrays: np.concatenate(arrays, axis=0), *parts)
 
     # -- serialisation -------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:

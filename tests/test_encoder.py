@@ -106,9 +106,15 @@ def test_encode_outputs_and_each_modality(gmc_run):
         encoder.encode(x, output="joint")
 
 
-def test_each_subset_is_traced_once(gmc_run):
+def test_a_subset_is_compiled_once_it_has_encoded_enough_batches(gmc_run, monkeypatch):
+    monkeypatch.setattr(mmkeras.encoder, "EAGER_BATCHES", 4)
     encoder = mmkeras.load_encoder(str(gmc_run))
     x = {"a": np.ones((40, 16), "float32"), "b": np.ones((40, 8, 8, 1), "float32")}
+    eager = encoder.encode(x, ["a"], batch_size=16)  # 3 batches: eager
+    assert encoder._predict_functions == {}
+    compiled = encoder.encode(x, ["a"], batch_size=16)  # 6 batches in all: compiled from now on
+    np.testing.assert_allclose(compiled, eager, rtol=1e-5, atol=1e-6)
+    encoder.encode(x, ["b"], batch_size=8)  # 5 batches at once: compiled at once
     for _ in range(3):
         for subset in (["a"], ["b"], ["a", "b"]):
             encoder.encode(x, subset, batch_size=16)

@@ -81,6 +81,7 @@ class Retrieval(Evaluator):
         if len(mods) < 2:
             raise MMKerasError(f"retrieval needs at least two modalities; the model has {mods}")
         pairs = {}
+        encoded: dict[str, np.ndarray] = {}  # each modality's representation, encoded once for every pair
         for query, gallery in itertools.permutations(mods, 2):
             rows = _present_rows(split, [query, gallery])
             if self.max_rows is not None and rows.sum() > self.max_rows:
@@ -89,8 +90,10 @@ class Retrieval(Evaluator):
                 rows[keep] = True
             if rows.sum() < 2:
                 continue
-            x = _inputs(split, mods, rows)
-            ranks = true_match_ranks(model.encode(x, [query]), model.encode(x, [gallery]), self.chunk_size)
+            for m in (query, gallery):
+                if m not in encoded:
+                    encoded[m] = _encode_present(model, split, mods, m)
+            ranks = true_match_ranks(encoded[query][rows], encoded[gallery][rows], self.chunk_size)
             pairs[f"{query}->{gallery}"] = {
                 "query": query,
                 "gallery": gallery,
@@ -143,3 +146,13 @@ class Retrieval(Evaluator):
             f"| query | gallery | {head} | median rank | gallery size |\n|---|---|{'---|' * len(ks)}---|---|\n"
             f"{rows}\n\n![retrieval recall@{ks[0]}, query x gallery modality]({results['figure']})\n"
         )
+
+
+def _encode_present(model: Any, split: DataSplit, mods: list[str], modality: str) -> np.ndarray:
+    """``modality``'s own representation of every row where it is present (NaN elsewhere): a row's
+    representation does not depend on the other rows it is encoded with."""
+    present = _present_rows(split, [modality])
+    z = model.encode(_inputs(split, mods, present), [modality])
+    out = np.full((len(present), z.shape[1]), np.nan, dtype=z.dtype)
+    out[present] = z
+    return out
