@@ -232,6 +232,10 @@ class MultimodalEncoder(keras.Model):
         level = tf_logger.level
         tf_logger.setLevel(logging.ERROR)
         try:
+            if rows <= batch_size and getattr(self, "_distribute_strategy", None) is None:
+                # one batch (a controller encoding every step): the compiled function without
+                # predict's per-call set-up of a data pipeline and callbacks
+                return chosen, self.predict_on_batch(x)
             return chosen, self.predict(x, batch_size=batch_size, verbose=verbose)
         finally:
             tf_logger.setLevel(level)
