@@ -7,6 +7,7 @@ Public API::
     model.fit(dataset)
     z = model.encode({"image": images}, modalities=["image"])
     encoder = mmkeras.load_encoder("runs/gmc-mhd")   # the trained representation alone
+    mmkeras.save_preset(encoder, "presets/gmc-mhd")  # a preset directory, for load_encoder and `pretrained`
 """
 
 from __future__ import annotations
@@ -52,6 +53,26 @@ def load_model(path: str, compile: bool = True):
             config = json.loads(zf.read("config.json"))
     except (OSError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
         raise MMKerasError(f"cannot read {path} as a saved .keras model: {exc}") from None
+    _import_components(config)
+    try:
+        return keras.saving.load_model(path, compile=compile)
+    except (TypeError, ValueError) as exc:
+        top = config.get("config", {}) if isinstance(config, dict) else {}
+        if config.get("class_name") == "MultimodalModel" and "encoder" not in top:
+            raise MMKerasError(
+                f"cannot load {path}: it was saved by mmkeras 0.1, before the encoder/task split, and one of its "
+                f"components stores its weights differently now (the nexus and muse fusions and objectives do: "
+                f"{str(exc)[:300]}). Convert such a model by training it again from its run's recipe "
+                "(`mmkeras train RUN/recipe.yaml --output NEW_RUN`), or load it with mmkeras 0.1"
+            ) from exc
+        raise MMKerasError(
+            f"cannot load {path}: {str(exc)[:500]}. Is the plugin that made it installed? (`mmkeras plugins`)"
+        ) from exc
+
+
+def _import_components(config: Any) -> None:
+    """Import the registered components (core or plugin) a serialized Keras config names, so
+    Keras can deserialize them; a broken plugin raises naming itself."""
     used = set()
 
     def walk(node: Any) -> None:
@@ -70,28 +91,24 @@ def load_model(path: str, compile: bool = True):
     for entry in registry.all_entries():
         if entry.target.split(":")[0] in used:
             entry.load()  # registers the class with Keras; a broken plugin raises naming itself
-    try:
-        return keras.saving.load_model(path, compile=compile)
-    except (TypeError, ValueError) as exc:
-        top = config.get("config", {}) if isinstance(config, dict) else {}
-        if config.get("class_name") == "MultimodalModel" and "encoder" not in top:
-            raise MMKerasError(
-                f"cannot load {path}: it was saved by mmkeras 0.1, before the encoder/task split, and one of its "
-                f"components stores its weights differently now (the nexus and muse fusions and objectives do: "
-                f"{str(exc)[:300]}). Convert such a model by training it again from its run's recipe "
-                "(`mmkeras train RUN/recipe.yaml --output NEW_RUN`), or load it with mmkeras 0.1"
-            ) from exc
-        raise MMKerasError(
-            f"cannot load {path}: {str(exc)[:500]}. Is the plugin that made it installed? (`mmkeras plugins`)"
-        ) from exc
 
 
 def load_encoder(source: str, compile: bool = False):
     """The trained :class:`~mmkeras.encoder.MultimodalEncoder` of a run directory, an
-    ``encoder.keras`` file or a full model's ``.keras`` file (see :func:`mmkeras.encoder.load_encoder`)."""
+    ``encoder.keras`` file, a full model's ``.keras`` file or a preset directory (see
+    :func:`mmkeras.encoder.load_encoder`)."""
     from mmkeras.encoder import load_encoder as _load
 
     return _load(source, compile=compile)
+
+
+def save_preset(encoder: Any, directory: str, *, modality: str | None = None, metadata: dict | None = None):
+    """Write a :class:`~mmkeras.encoder.MultimodalEncoder` (or one modality's encoder) as a preset
+    directory in keras-hub's layout, for :func:`load_encoder` and the ``pretrained`` encoder
+    (see :func:`mmkeras.preset.save_preset`). Returns its path."""
+    from mmkeras.preset import save_preset as _save
+
+    return _save(encoder, directory, modality=modality, metadata=metadata)
 
 
 def load_dataset(name: str, **params: Any):
@@ -124,4 +141,5 @@ __all__ = [
     "register_head",
     "register_objective",
     "registry",
+    "save_preset",
 ]

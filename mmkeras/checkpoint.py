@@ -59,8 +59,9 @@ def list_checkpoints(directory: Path) -> list[tuple[int, Path]]:
 
 def _build_optimizer(model: Any) -> None:
     # the optimizer's variables must exist for its saved state to be read into them
-    if getattr(model, "optimizer", None) is not None and not model.optimizer.built:
-        model.optimizer.build(model.trainable_variables)
+    from mmkeras.model import build_optimizer
+
+    build_optimizer(model)
 
 
 def restore(model: Any, directory: Path, say: Callable[[str], None] = print) -> int:

@@ -207,6 +207,27 @@ def _cmd_data_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    if (args.preset is None) == (args.format is None):
+        raise MMKerasError("export: give --preset DIR (a preset to reuse) or --format saved_model|onnx (for serving)")
+    if args.preset is not None:
+        from mmkeras.preset import export_preset
+
+        path = export_preset(args.run_dir, args.preset, modality=args.modality)
+        what = f"the {args.modality} encoder" if args.modality else "the multimodal encoder"
+        print(f"wrote {what} of {args.run_dir} as a preset in {path}")
+        return 0
+    if args.modality is not None:
+        raise MMKerasError("export: --modality goes with --preset; for serving, choose modalities with --subset")
+    from mmkeras.serving import export_serving
+
+    subsets = [[m.strip() for m in s.split(",") if m.strip()] for s in args.subset] or None
+    out = args.out or str(Path(args.run_dir) / ("saved_model" if args.format == "saved_model" else "onnx"))
+    for line in export_serving(args.run_dir, out, fmt=args.format, subsets=subsets, output=args.output):
+        print(line)
+    return 0
+
+
 def _cmd_new_plugin(args: argparse.Namespace) -> int:
     path = scaffold.new_plugin(args.name, args.kind, args.output)
     print(f"created {path}\nnext: pip install -e {path} && pytest {path}  (see its README.md)")
@@ -267,6 +288,22 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("schema", help="print the recipe JSON Schema (or the Markdown reference)")
     s.add_argument("--markdown", action="store_true", help="the recipe reference as Markdown (docs/recipes.md)")
     s.set_defaults(func=_cmd_schema)
+
+    x = sub.add_parser("export", help="write a run's trained encoder as a preset to reuse, or for serving")
+    x.add_argument("run_dir", help="a run directory (or an encoder.keras / model .keras file)")
+    x.add_argument("--preset", default=None, metavar="DIR", help="write a preset directory (load_encoder, pretrained)")
+    x.add_argument("--modality", default=None, help="with --preset: that modality's encoder alone")
+    x.add_argument("--format", default=None, choices=["saved_model", "onnx"], help="a serving export")
+    x.add_argument(
+        "--subset",
+        action="append",
+        default=[],
+        metavar="M1,M2",
+        help="a modality subset to serve, comma-separated; repeatable (default: every single modality and all)",
+    )
+    x.add_argument("--output", default=None, choices=["latent", "feature"], help="default: the encoder's")
+    x.add_argument("--out", "-o", default=None, help="the output path (default RUN/saved_model or RUN/onnx)")
+    x.set_defaults(func=_cmd_export)
 
     n = sub.add_parser("new-plugin", help="scaffold an installable plugin distribution with one working component")
     n.add_argument("name", help="distribution name, e.g. mmkeras-gru (package mmkeras_gru, component gru)")

@@ -287,16 +287,23 @@ def _serialize(layer: keras.layers.Layer) -> dict[str, Any]:
 
 def load_encoder(source: str | Path, compile: bool = False) -> MultimodalEncoder:
     """The trained :class:`MultimodalEncoder` of ``source``: a run directory (its
-    ``encoder.keras``, or the encoder inside its ``model.keras``), an ``encoder.keras`` file, or a
-    full model's ``.keras`` file (its encoder is taken out; the objective is dropped)."""
+    ``encoder.keras``, or the encoder inside its ``model.keras``), an ``encoder.keras`` file, a
+    full model's ``.keras`` file (its encoder is taken out; the objective is dropped), or a preset
+    directory (:func:`mmkeras.preset.load_preset`; a one-modality preset gives that encoder under a
+    ``mean`` fusion with no head)."""
     from mmkeras import load_model
 
     path = Path(source)
+    if path.is_dir() and (path / "metadata.json").is_file():  # a preset (a run directory has none)
+        from mmkeras.preset import load_preset
+
+        return load_preset(path)
     if path.is_dir():
         path = path / "encoder.keras" if (path / "encoder.keras").is_file() else path / "model.keras"
     if not path.is_file():
         raise MMKerasError(
-            f"{source}: no saved encoder there (expected a run directory, an encoder.keras or a model's .keras file)"
+            f"{source}: no saved encoder there (expected a run directory, a preset directory, an encoder.keras "
+            "or a model's .keras file)"
         )
     loaded = load_model(str(path), compile=compile)
     if isinstance(loaded, MultimodalEncoder):

@@ -27,3 +27,9 @@ class ComponentError(MMKerasError):
 
 class DataError(MMKerasError):
     """A data file or row that cannot be used."""
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of ``exc``'s message (its type's name when it has none), for one-line errors."""
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:limit]

@@ -13,10 +13,20 @@ from mmkeras.distribute import num_replicas
 from mmkeras.encoder import MASKS, MultimodalEncoder
 from mmkeras.record import Record
 
-__all__ = ["MASKS", "MultimodalModel"]
+__all__ = ["MASKS", "MultimodalModel", "build_optimizer"]
 
 #: the training model's attributes that name the encoder's parts (saved under these names, as before the split)
 _ENCODER_PARTS = ("encoders", "fusion", "head", "joint_encoders")
+
+
+def build_optimizer(model: Any) -> None:
+    """Build ``model``'s optimizer (if it has one, not yet built) over ``model.optimizer_variables()``
+    (a :class:`MultimodalModel`) or its trainable variables: the one place the optimizer's layout is set."""
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None or optimizer.built:
+        return
+    variables = model.optimizer_variables() if hasattr(model, "optimizer_variables") else model.trainable_variables
+    optimizer.build(variables)
 
 
 def _delegated(method: Any) -> Any:
@@ -143,9 +153,8 @@ class MultimodalModel(keras.Model):
         # construction, so only the optimizer's variables are left to create.
         if not (self.built and all(layer.built for layer in self._flatten_layers())):
             return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
-        if self.optimizer is not None and not self.optimizer.built:
-            with self.distribute_strategy.scope():
-                self.optimizer.build(self.trainable_variables)
+        with self.distribute_strategy.scope():
+            build_optimizer(self)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         if self.objective is None:
@@ -161,7 +170,29 @@ class MultimodalModel(keras.Model):
         # shuffle=True is ignored with a warning on every call
         if hasattr(x, "element_spec"):
             kwargs.setdefault("shuffle", False)
+        scheduled = self.scheduled_layers()
+        if scheduled:  # layers that unfreeze after some epochs: from Python as from `mmkeras train`
+            from mmkeras.encoders.keras_model import TrainableSchedule
+
+            callbacks = list(kwargs.get("callbacks") or [])
+            if not any(isinstance(c, TrainableSchedule) for c in callbacks):
+                callbacks.append(TrainableSchedule(scheduled, initial_epoch=kwargs.get("initial_epoch", 0)))
+            kwargs["callbacks"] = callbacks
         return super().fit(x, *args, **kwargs)
+
+    def scheduled_layers(self) -> list[keras.layers.Layer]:
+        """The layers whose trainable weights change with the epoch (an encoder's ``unfreeze_after``)."""
+        return [layer for layer in self._flatten_layers() if getattr(layer, "trainable_schedule", False)]
+
+    def optimizer_variables(self) -> list[keras.Variable]:
+        """The variables the optimizer is built over: the trainable ones plus those a schedule will
+        unfreeze, in the model's weight order, so its state has one layout before and after
+        unfreezing and on resume (Keras's optimizer is built once and knows no variable added later)."""
+        later = {id(v) for layer in self.scheduled_layers() for v in layer.scheduled_weights()}
+        if not later:
+            return self.trainable_variables
+        now = {id(v) for v in self.trainable_variables}
+        return [v for v in self.weights if id(v) in now or id(v) in later]
 
     # -- inference -----------------------------------------------------------------------
     # the representation is the encoder's: the same methods, with the same arguments

@@ -25,7 +25,14 @@ import yaml
 from mmkeras.checkpoint import EpochRecorder, NonFiniteGuard, list_checkpoints, read_history_rows, restore
 from mmkeras.errors import MMKerasError
 from mmkeras.recipe import ComponentSpec, Recipe
-from mmkeras.safe_io import LOCK_NAME, RunLock, atomic_write, atomic_write_text, remove_stale_temporaries
+from mmkeras.safe_io import (
+    LOCK_NAME,
+    RunLock,
+    atomic_write,
+    atomic_write_text,
+    read_json_object,
+    remove_stale_temporaries,
+)
 
 # keys a resumed run may change without making it a different run
 _RESUMABLE_KEYS = {("train", "epochs"), ("evaluate",)}
@@ -138,13 +145,7 @@ def _read_yaml(path: Path) -> Any:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise MMKerasError(f"{path} is corrupt or unreadable ({str(exc).splitlines()[0]})") from None
-    if not isinstance(value, dict):
-        raise MMKerasError(f"{path} is corrupt: expected a JSON object")
-    return value
+    return read_json_object(path)
 
 
 def _number(text: str | None) -> float | None:
@@ -305,8 +306,9 @@ def _load_saved_model(model: Any, run: RunDirectory, scope: Any) -> bool:
         return False
     try:
         with scope:
-            if getattr(model, "optimizer", None) is not None and not model.optimizer.built:
-                model.optimizer.build(model.trainable_variables)  # so its saved state loads too, without a warning
+            from mmkeras.model import build_optimizer
+
+            build_optimizer(model)  # so its saved state loads too, without a warning
         model.load_weights(str(run.model_file))
         return True
     except Exception as exc:  # noqa: BLE001 - any failure to read means: rebuild it from the checkpoint

@@ -9,11 +9,13 @@ process ends however it ends, so a killed run never leaves a stale lock behind.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
-from mmkeras.errors import MMKerasError
+from mmkeras.errors import MMKerasError, first_line
 
 LOCK_NAME = ".lock"
 
@@ -122,3 +124,16 @@ def locked(directory: str | os.PathLike[str], purpose: str) -> Iterator[RunLock]
         yield lock
     finally:
         lock.release()
+
+
+def read_json_object(path: Path, hint: str = "") -> dict[str, Any]:
+    """The JSON object in ``path``, or a one-line :class:`MMKerasError` naming the file (and ``hint``,
+    what to do about it) when it is unreadable, corrupt or not an object."""
+    suffix = f"; {hint}" if hint else ""
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise MMKerasError(f"{path} is corrupt or unreadable ({first_line(exc)}){suffix}") from None
+    if not isinstance(value, dict):
+        raise MMKerasError(f"{path} is corrupt: expected a JSON object{suffix}")
+    return value

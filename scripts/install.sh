@@ -8,7 +8,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-args=(-e ".[test]")
+args=(-e ".[test,hub,onnx]")
 for plugin in plugins/*/; do
   if [ -f "$plugin/pyproject.toml" ]; then
     args+=(-e "$plugin")

@@ -24,14 +24,22 @@ REQUIRED = {
 }
 
 
+#: what an encoder that wraps a network needs besides REQUIRED (tests/test_keras_model_encoder.py loads real ones)
+SOURCES = {
+    "keras_model": lambda: {"application": "MobileNet"},
+    "pretrained": lambda: {"preset": "unused", "network": keras.layers.Dense(8)},  # as from_config gives it
+}
+
+
 def components():
     return [(kind, name) for kind in KINDS for name in registry.names(kind)]
 
 
 def make(kind, name, **params):
     cls = registry.get(kind, name)
-    required = {n: REQUIRED[n] for n, p in parameters(cls).items() if p.default is p.empty}
-    return cls, cls(**{**required, **params})
+    source = SOURCES.get(name, dict)()
+    required = {n: REQUIRED[n] for n, p in parameters(cls).items() if p.default is p.empty and n not in source}
+    return cls, cls(**{**required, **source, **params})
 
 
 def outside(hint):

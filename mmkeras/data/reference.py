@@ -13,7 +13,7 @@ from mmkeras.data.base import Dataset, ModalityInfo
 #: every dataset mmkeras ships (core and first-party plugins) -> the parameters its docs entry uses
 SHIPPED: dict[str, dict[str, Any]] = {
     "arrays": {"synthetic": True},
-    "digit_captions": {},
+    "digit_captions": {"image_size": 28},  # the optional image modality shown too
     "mhd": {},
     "pendulum": {},
     "trifeatures": {},

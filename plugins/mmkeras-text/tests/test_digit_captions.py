@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from mmkeras_text.digit_captions import WORDS, DigitCaptions
+from mmkeras_text.digit_captions import WORDS, DigitCaptions, render_digits
 from mmkeras_text.tokenizer import UNK_ID, split_words
 
 
@@ -60,3 +60,56 @@ def test_bad_parameters_are_named():
         DigitCaptions(noise=-1.0)
     with pytest.raises(ValueError, match="has no split 'validation'"):
         DigitCaptions(num_train=5, num_test=5).load("validation")
+
+
+def test_image_modality_shape_range_and_independence():
+    plain = DigitCaptions(num_train=50, num_test=30, seed=3)
+    drawn = DigitCaptions(num_train=50, num_test=30, seed=3, image_size=28)
+    assert "image" not in plain.info() and "image" not in plain.load("train").inputs
+    assert drawn.info()["image"].shape == (28, 28, 1)
+    for split, n in (("train", 50), ("test", 30)):
+        a, b = plain.load(split), drawn.load(split)
+        image = b.inputs["image"]
+        assert image.shape == (n, 28, 28, 1) and image.dtype == np.float32
+        assert image.min() == 0.0 and image.max() == 1.0  # black background, fully covered stroke pixels
+        # the image has its own stream: the other modalities and the labels are unchanged
+        np.testing.assert_array_equal(a.labels, b.labels)
+        np.testing.assert_array_equal(a.inputs["text"], b.inputs["text"])
+        np.testing.assert_array_equal(a.inputs["vector"], b.inputs["vector"])
+    assert DigitCaptions(num_train=5, num_test=5, image_size=40).load("test").inputs["image"].shape == (5, 40, 40, 1)
+
+
+def test_images_are_deterministic_and_draw_the_label():
+    a = DigitCaptions(num_train=40, num_test=10, seed=4, image_size=28).load("train")
+    b = DigitCaptions(num_train=40, num_test=10, seed=4, image_size=28).load("train")
+    np.testing.assert_array_equal(a.inputs["image"], b.inputs["image"])
+    other = DigitCaptions(num_train=40, num_test=10, seed=5, image_size=28).load("train")
+    assert not np.array_equal(a.inputs["image"], other.inputs["image"])
+    # each row is its label's numeral in the pose drawn from the image stream (spawn key (2, split))
+    poses = np.random.default_rng(np.random.SeedSequence(4, spawn_key=(2, 0)))
+    np.testing.assert_array_equal(a.inputs["image"], render_digits(a.labels, 28, poses))
+
+
+def test_images_of_one_digit_are_closer_than_images_of_different_digits():
+    data = DigitCaptions(num_train=1000, num_test=300, seed=0, image_size=28)
+    train, test = data.load("train"), data.load("test")
+    x = train.inputs["image"].reshape(len(train), -1)
+    centroids = np.stack([x[train.labels == d].mean(axis=0) for d in range(10)])
+    t = test.inputs["image"].reshape(len(test), -1)
+    dist = ((t[:, None, :] - centroids[None]) ** 2).sum(axis=-1)  # [test rows, 10 digits]
+    own = dist[np.arange(len(t)), test.labels]
+    others = (dist.sum(axis=1) - own) / 9
+    assert own.mean() < 0.9 * others.mean()  # measured: 0.80
+    # a nearest-centroid classifier on raw pixels is far above chance (10%) despite the random poses
+    assert (dist.argmin(axis=1) == test.labels).mean() > 0.4
+    # each digit drawn upright and centred is nearest its own label's centroid: labels name the numeral
+    upright = render_digits(np.arange(10), 28).reshape(10, -1)
+    nearest = ((upright[:, None, :] - centroids[None]) ** 2).sum(axis=-1).argmin(axis=1)
+    np.testing.assert_array_equal(nearest, np.arange(10))
+
+
+def test_bad_image_size_is_named():
+    with pytest.raises(ValueError, match=r"image_size must be 0 \(no image\) or >= 8, got 4"):
+        DigitCaptions(image_size=4)
+    with pytest.raises(ValueError, match="image_size must be an int >= 0"):
+        DigitCaptions(image_size=-1)
