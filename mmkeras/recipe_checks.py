@@ -6,7 +6,10 @@ can run these checks without importing the component (and with it Keras). This m
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
+import os
+from pathlib import Path
 from typing import Any
 
 
@@ -57,4 +60,55 @@ def pair_problems(params: dict[str, Any], modalities: list[str]) -> list[tuple[s
     unknown = [m for m in pair if m not in modalities]
     if unknown:
         return [("pair", f"{unknown[0]!r} is not a modality of this recipe (modalities: {', '.join(modalities)})")]
+    return []
+
+
+#: the keras_model encoder's sources that need the optional extra
+HUB_EXTRA = "the keras_model encoder's preset/backbone sources need keras-hub: pip install 'mmkeras[hub]'"
+
+
+def _local(value: str) -> bool:
+    """Whether a source names a local path (not a keras-hub handle such as ``bert_tiny_en_uncased``)."""
+    return value.startswith((".", "~", "/")) or "/" in value or os.sep in value
+
+
+def network_source_problems(params: dict[str, Any], modalities: list[str]) -> list[tuple[str, str]]:
+    """(parameter, problem) for a ``keras_model`` encoder whose source is not there: a missing
+    ``.keras`` file, preset directory or weights file, or keras-hub not installed; the default of
+    :meth:`mmkeras.encoders.keras_model.KerasModelEncoder.check_recipe`. Paths are relative to the
+    current directory, as the builder reads them."""
+    problems = []
+    path, preset, weights = params.get("path"), params.get("preset"), params.get("weights")
+    if isinstance(path, str):
+        file = Path(path).expanduser()
+        if not file.is_file():
+            problems.append(("path", f"{file} does not exist (expected a .keras file)"))
+        elif file.suffix != ".keras":
+            problems.append(("path", f"{file} is not a .keras file (save the model with model.save('name.keras'))"))
+    if isinstance(preset, str) and _local(preset):
+        directory = Path(preset).expanduser()
+        if not directory.is_dir():
+            problems.append(
+                ("preset", f"{directory} is not a directory (a keras-hub preset saved with save_to_preset)")
+            )
+        elif not (directory / "config.json").is_file():
+            problems.append(("preset", f"{directory} has no config.json: not a keras-hub preset directory"))
+    if isinstance(weights, str) and not Path(weights).expanduser().is_file():
+        problems.append(("weights", f"{weights} does not exist (expected a weights file for the application)"))
+    needs_hub = [k for k in ("preset", "backbone") if isinstance(params.get(k), str)]
+    if needs_hub and importlib.util.find_spec("keras_hub") is None:
+        problems.append((needs_hub[0], HUB_EXTRA))
+    return problems
+
+
+def preset_problems(params: dict[str, Any], modalities: list[str]) -> list[tuple[str, str]]:
+    """(parameter, problem) for a ``pretrained`` encoder whose preset directory is not there; the
+    default of :meth:`mmkeras.encoders.pretrained.PretrainedEncoder.check_recipe`."""
+    preset = params.get("preset")
+    if not isinstance(preset, str):
+        return []
+    directory = Path(preset).expanduser()
+    if not (directory / "metadata.json").is_file():
+        what = "has no metadata.json" if directory.is_dir() else "is not a directory"
+        return [("preset", f"{directory} {what}: write a preset there with: mmkeras export RUN --preset {preset}")]
     return []

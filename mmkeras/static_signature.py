@@ -35,6 +35,8 @@ SAFE_MODULES = ("typing", "collections.abc", "mmkeras.params", "pydantic", "typi
 KNOWN_HOOKS = {
     ("mmkeras.evaluators.base", "Evaluator"): "mmkeras.recipe_checks:modality_name_problems",
     ("mmkeras.objectives.base", "Objective"): "mmkeras.recipe_checks:pair_problems",
+    ("mmkeras.encoders.keras_model", "KerasModelEncoder"): "mmkeras.recipe_checks:network_source_problems",
+    ("mmkeras.encoders.pretrained", "PretrainedEncoder"): "mmkeras.recipe_checks:preset_problems",
 }
 #: the module that re-exports the plugin API's names from where they are defined
 PLUGIN_API = "mmkeras.plugin"

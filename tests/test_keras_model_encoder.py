@@ -262,10 +262,10 @@ def test_a_pretrained_preset_that_is_missing_or_lacks_the_modality_is_named(tmp_
     save_preset(source.encoder, tmp_path / "preset")
     plain = {"name": "mlp", "params": {}}
     for params, message in [
-        ({"preset": str(tmp_path / "nowhere")}, r"nowhere is not a directory \(write one with: mmkeras export"),
+        ({"preset": str(tmp_path / "nowhere")}, "nowhere is not a directory: write a preset there with"),
         ({"preset": str(tmp_path / "preset")}, "holds the encoders of a, b: choose one with modality"),
     ]:
-        with pytest.raises(RecipeError, match=r"modalities\.b\.encoder: pretrained: .*" + message):
+        with pytest.raises(RecipeError, match=r"modalities\.b\.encoder[.a-z]*: pretrained: .*" + message):
             mmkeras.build_model(_recipe(plain, {"name": "pretrained", "params": params}), shapes)
 
 
@@ -280,8 +280,10 @@ def _error(spec, shapes=None):
 def test_errors_name_the_file_the_extra_the_sizes_and_the_output(tmp_path, monkeypatch):
     user = _mlp_file(tmp_path / "user.keras")
     keras_model = "modalities.a.encoder: keras_model: "
+    # a missing source is found when the recipe is validated, under the parameter's key
     assert _error({"name": "keras_model", "params": {"path": str(tmp_path / "no.keras")}}) == (
-        f"{keras_model}path: {tmp_path / 'no.keras'} does not exist (expected a .keras file)"
+        f"<recipe>: modalities.a.encoder.params.path: keras_model: {tmp_path / 'no.keras'} does not exist "
+        "(expected a .keras file)"
     )
     message = _error({"name": "keras_model", "params": {"path": user, "projection": False}})
     assert message.endswith(
@@ -312,7 +314,8 @@ def test_errors_name_the_file_the_extra_the_sizes_and_the_output(tmp_path, monke
     monkeypatch.setitem(sys.modules, "keras_hub", None)  # as if keras-hub were not installed
     message = _error({"name": "keras_model", "params": {"backbone": "BertBackbone", "config": BERT}})
     assert message == (
-        f"{keras_model}the keras_model encoder's preset/backbone sources need keras-hub: pip install 'mmkeras[hub]'"
+        "<recipe>: modalities.a.encoder.params.backbone: keras_model: the keras_model encoder's preset/backbone "
+        "sources need keras-hub: pip install 'mmkeras[hub]'"
     )
 
 
@@ -349,3 +352,26 @@ def test_the_encoder_passes_the_conformance_kit(tmp_path):
     check_encoder(
         KerasModelEncoder, {"backbone": "ViTBackbone", "config": VIT, "output": "mean"}, input_shape=(8, 8, 3)
     )
+
+
+def test_validate_names_a_missing_source_before_train_claims_a_run_directory(tmp_path):
+    """`mmkeras validate` (load_recipe) refuses what the builder would: a missing .keras file,
+    preset directory or weights file, with the recipe key and line."""
+    from mmkeras.errors import RecipeError
+    from mmkeras.recipe import load_recipe
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        "name: r\ndata: {dataset: arrays, params: {synthetic: true, num_samples: 16}}\n"
+        "modalities:\n"
+        f"  a: {{encoder: {{name: keras_model, params: {{path: {tmp_path}/none.keras}}}}}}\n"
+        f"  b: {{encoder: {{name: pretrained, params: {{preset: {tmp_path}/p}}}}}}\n"
+        "objective: {name: infonce}\n"
+    )
+    with pytest.raises(RecipeError) as caught:
+        load_recipe(recipe)
+    problems = caught.value.problems
+    assert len(problems) == 2
+    assert f"r.yaml:4: modalities.a.encoder.params.path: keras_model: {tmp_path}/none.keras does not" in problems[0]
+    assert f"r.yaml:5: modalities.b.encoder.params.preset: pretrained: {tmp_path}/p is not a directory" in problems[1]
+    assert f"mmkeras export RUN --preset {tmp_path}/p" in problems[1]

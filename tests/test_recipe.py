@@ -141,6 +141,8 @@ def test_shipped_recipes_validate(path):
     except RecipeError as exc:
         if any("unknown dataset" in p for p in exc.problems):
             pytest.skip(f"its dataset's plugin is not installed: {exc}")
+        if all(".params.preset:" in p and "is not a directory" in p for p in exc.problems):
+            pytest.skip(f"its presets are made first, as its description says: {exc}")
         raise
 
 

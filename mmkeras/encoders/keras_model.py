@@ -21,10 +21,10 @@ from mmkeras.component import Component
 from mmkeras.encoders.base import Encoder
 from mmkeras.errors import MMKerasError, first_line
 from mmkeras.params import NonNegativeInt, PositiveInt
+from mmkeras.recipe_checks import HUB_EXTRA, network_source_problems
 
 #: the inputs of a keras-hub text backbone that the encoder fills from token ids
 TEXT_INPUTS = ("token_ids", "padding_mask", "segment_ids")
-HUB_EXTRA = "the keras_model encoder's preset/backbone sources need keras-hub: pip install 'mmkeras[hub]'"
 OUTPUT_MODES = ("auto", "pooled", "cls", "tokens", "mean")
 
 
@@ -409,6 +409,11 @@ class KerasModelEncoder(NetworkEncoder):
             _application(application)  # an unknown name fails here, under the recipe key
             if weights is not None and not Path(weights).is_file():
                 raise ValueError(f"application weights file {weights} does not exist")
+
+    @classmethod
+    def check_recipe(cls, params: dict, modalities: list[str]) -> list[tuple[str, str]]:
+        """(parameter, problem) for a source that is not there, found by ``mmkeras validate``."""
+        return network_source_problems(params, modalities)
 
     def make_network(self, input_shape: tuple) -> keras.layers.Layer:
         build = _application(self.application)

@@ -10,6 +10,7 @@ import keras
 from mmkeras.encoders.keras_model import NetworkEncoder
 from mmkeras.errors import MMKerasError
 from mmkeras.params import NonNegativeInt, PositiveInt
+from mmkeras.recipe_checks import preset_problems
 
 
 @keras.saving.register_keras_serializable(package="mmkeras")
@@ -33,6 +34,11 @@ class PretrainedEncoder(NetworkEncoder):
         output: as for ``keras_model``: ``auto``, ``pooled``, ``cls``, ``tokens`` or ``mean``.
         projection: a Dense to ``output_dim`` after the encoder (unset: only when the sizes differ).
     """
+
+    @classmethod
+    def check_recipe(cls, params: dict, modalities: list[str]) -> list[tuple[str, str]]:
+        """(parameter, problem) for a preset directory that is not there, found by ``mmkeras validate``."""
+        return preset_problems(params, modalities)
 
     def __init__(
         self,
