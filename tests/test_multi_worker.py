@@ -177,7 +177,7 @@ def test_killed_cluster_resumes_without_losing_an_epoch(tmp_path):
             {
                 "name": "mw",
                 "seed": 0,
-                "data": {"dataset": "arrays", "params": {"synthetic": True, "num_samples": 8192}, "batch_size": 16},
+                "data": {"dataset": "arrays", "params": {"synthetic": True, "num_samples": 4096}, "batch_size": 16},
                 "modalities": {
                     "a": {"encoder": {"name": "mlp", "params": {"hidden_units": [64]}}},
                     "b": {"encoder": {"name": "mlp", "params": {"hidden_units": [64]}}},

@@ -131,7 +131,7 @@ def test_cli_train_bad_recipe_exit_2(tmp_path):
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "recipes").glob("*.yaml")), ids=lambda p: p.name)
-def test_shipped_recipes_validate(path):
+def test_shipped_recipes_validate(path, shipped_presets):
     import yaml
 
     if "name" not in (yaml.safe_load(path.read_text()) or {}):
@@ -141,8 +141,6 @@ def test_shipped_recipes_validate(path):
     except RecipeError as exc:
         if any("unknown dataset" in p for p in exc.problems):
             pytest.skip(f"its dataset's plugin is not installed: {exc}")
-        if all(".params.preset:" in p and "is not a directory" in p for p in exc.problems):
-            pytest.skip(f"its presets are made first, as its description says: {exc}")
         raise
 
 

@@ -48,7 +48,7 @@ def test_shipped_recipe_validates_as_written(validator, path):
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
-def test_shipped_recipe_validates_with_defaults_filled(validator, path):
+def test_shipped_recipe_validates_with_defaults_filled(validator, path, shipped_presets):
     assert problems(validator, mmkeras.load_recipe(path).to_dict()) == []
 
 
