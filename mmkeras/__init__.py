@@ -6,6 +6,7 @@ Public API::
     model = mmkeras.build_model(recipe)        # a compiled keras.Model
     model.fit(dataset)
     z = model.encode({"image": images}, modalities=["image"])
+    run = mmkeras.train(recipe)                 # what `mmkeras train` does: a run directory, resumable
     encoder = mmkeras.load_encoder("runs/gmc-mhd")   # the trained representation alone
     mmkeras.save_preset(encoder, "presets/gmc-mhd")  # a preset directory, for load_encoder and `pretrained`
 """
@@ -93,6 +94,15 @@ def _import_components(config: Any) -> None:
             entry.load()  # registers the class with Keras; a broken plugin raises naming itself
 
 
+def train(recipe: Recipe, output: str | None = None, verbose: int | str = "auto"):
+    """Train ``recipe`` into a run directory (default ``runs/<recipe name>``), evaluate it and write
+    its report, as ``mmkeras train`` does: resumes an interrupted run, skips a finished one (see
+    :func:`mmkeras.runs.train`). Returns the :class:`~mmkeras.runs.RunDirectory`."""
+    from mmkeras.runs import train as _train
+
+    return _train(recipe, output, verbose)
+
+
 def load_encoder(source: str, compile: bool = False):
     """The trained :class:`~mmkeras.encoder.MultimodalEncoder` of a run directory, an
     ``encoder.keras`` file, a full model's ``.keras`` file or a preset directory (see
@@ -142,4 +152,5 @@ __all__ = [
     "register_objective",
     "registry",
     "save_preset",
+    "train",
 ]

@@ -56,6 +56,8 @@ def make_optimizer(recipe: Recipe):
     kwargs: dict[str, Any] = {"learning_rate": opt.learning_rate}
     if opt.clipnorm is not None:
         kwargs["clipnorm"] = opt.clipnorm
+    if opt.global_clipnorm is not None:
+        kwargs["global_clipnorm"] = opt.global_clipnorm
     if opt.weight_decay is not None:
         kwargs["weight_decay"] = opt.weight_decay
     classes = {

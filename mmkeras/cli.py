@@ -306,7 +306,7 @@ def parser() -> argparse.ArgumentParser:
     x.set_defaults(func=_cmd_export)
 
     n = sub.add_parser("new-plugin", help="scaffold an installable plugin distribution with one working component")
-    n.add_argument("name", help="distribution name, e.g. mmkeras-gru (package mmkeras_gru, component gru)")
+    n.add_argument("name", help="distribution name, e.g. mmkeras-tcn (package mmkeras_tcn, component tcn)")
     n.add_argument("--kind", default="encoder", choices=scaffold.KINDS, help="the example component's kind")
     n.add_argument("--output", "-o", default=None, help="the directory to create (default ./NAME)")
     n.set_defaults(func=_cmd_new_plugin)

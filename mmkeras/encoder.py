@@ -118,7 +118,7 @@ class MultimodalEncoder(keras.Model):
             }
         return Record(
             features=features,
-            latents={m: self.project(features[m]) for m in self.modalities},
+            latents={m: self.project(_pooled(features[m])) for m in self.modalities},
             joint_feature=joint_feature,
             joint=self.project(joint_feature),
             masks=masks,
@@ -126,7 +126,7 @@ class MultimodalEncoder(keras.Model):
         )
 
     def project(self, h: Any) -> Any:
-        """The head applied to a feature (the identity without a head)."""
+        """The head applied to a feature vector (the identity without a head)."""
         return self.head(h) if self.head is not None else h
 
     def present(self, inputs: dict[str, Any]) -> list[str]:
@@ -312,3 +312,9 @@ def load_encoder(source: str | Path, compile: bool = False) -> MultimodalEncoder
     if not isinstance(encoder, MultimodalEncoder):
         raise MMKerasError(f"{path} holds a {type(loaded).__name__}, not an mmkeras model or encoder")
     return encoder
+
+
+def _pooled(h: Any) -> Any:
+    """A modality's feature as one vector for the head: a token sequence [B, T, d] (encoders with
+    ``output: tokens``, read token by token by the fusion) is averaged over its tokens."""
+    return ops.mean(h, axis=tuple(range(1, len(h.shape) - 1))) if len(h.shape) > 2 else h

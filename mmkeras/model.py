@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from typing import Any
 
@@ -170,6 +171,12 @@ class MultimodalModel(keras.Model):
         # shuffle=True is ignored with a warning on every call
         if hasattr(x, "element_spec"):
             kwargs.setdefault("shuffle", False)
+        if self.built:
+            # built here, not inside the first traced step: a variable created there makes TensorFlow
+            # trace the whole train step a second time (seconds to a minute for large graphs)
+            strategy = getattr(self, "distribute_strategy", None)
+            with strategy.scope() if strategy is not None else contextlib.nullcontext():
+                build_optimizer(self)
         scheduled = self.scheduled_layers()
         if scheduled:  # layers that unfreeze after some epochs: from Python as from `mmkeras train`
             from mmkeras.encoders.keras_model import TrainableSchedule

@@ -18,7 +18,8 @@ API (``mmkeras.load_model``, ``mmkeras.build_model``, ``mmkeras.Recipe``). It co
 - the packages ``losses`` (pure loss functions over tensors) and ``layers`` (shared building blocks);
 - distributed helpers: ``cross_replica_gather``, ``local_contribution``, ``global_sum``, ``num_replicas``;
 - evaluator helpers: ``modality_subsets``, ``subset_name``, ``modality_name_problems``;
-- the conformance checks (``check_*``, ``use_logical_devices``) and the errors.
+- the conformance checks (``check_*``, ``use_logical_devices``), the errors, and ``atomic_write``
+  (a file written under a temporary name and renamed into place).
 
 Versioning: :data:`API_VERSION` is the plugin API this mmkeras provides. A plugin declares the
 version it is written for as an entry point ``v<N>`` in the group ``mmkeras.api`` of its
@@ -77,6 +78,7 @@ _SOURCES: dict[str, tuple[str, ...]] = {
         "use_logical_devices",
     ),
     "mmkeras.errors": ("ComponentError", "DataError", "MMKerasError", "RecipeError"),
+    "mmkeras.safe_io": ("atomic_write",),
 }
 _WHERE = {name: module for module, names in _SOURCES.items() for name in names}
 

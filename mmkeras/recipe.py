@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 import pydantic
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, Strict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, Strict, field_validator, model_validator
 
 from mmkeras import safe_yaml, static_signature
 from mmkeras.errors import ComponentError, MMKerasError, RecipeError
@@ -84,6 +84,26 @@ class OptimizerSpec(_Spec):
     learning_rate: FiniteFloat = Field(1e-3, gt=0)
     weight_decay: FiniteFloat | None = Field(None, ge=0)
     clipnorm: FiniteFloat | None = Field(None, gt=0, description="clip each gradient's norm")
+    global_clipnorm: FiniteFloat | None = Field(
+        None, gt=0, description="clip the norm of all gradients together (GMC's MOSEI setting: 0.8)"
+    )
+
+    @model_validator(mode="after")
+    def _one_clipping(self) -> OptimizerSpec:
+        if self.clipnorm is not None and self.global_clipnorm is not None:
+            raise ValueError("give clipnorm (each gradient's norm) or global_clipnorm (all together), not both")
+        return self
+
+
+class PlateauSpec(_Spec):
+    """Lower the learning rate when a monitored metric stops improving (Keras's ReduceLROnPlateau)."""
+
+    monitor: str = Field(
+        "auto", description="the metric watched; auto = val_loss when there is validation data, else loss"
+    )
+    factor: FiniteFloat = Field(0.1, gt=0, lt=1, description="the learning rate is multiplied by this")
+    patience: PositiveInt = Field(10, description="epochs without improvement before lowering it")
+    min_lr: FiniteFloat = Field(0.0, ge=0, description="the learning rate never goes below this")
 
 
 class TrainSpec(_Spec):
@@ -98,6 +118,9 @@ class TrainSpec(_Spec):
     )
     steps_per_execution: PositiveInt = Field(
         1, description="batches per compiled call; more hides per-step overhead on accelerators"
+    )
+    reduce_lr_on_plateau: PlateauSpec | None = Field(
+        None, description="lower the learning rate when the monitored loss stops improving (GMC's MOSEI setting)"
     )
 
 
@@ -173,10 +196,16 @@ def _fmt(path: Path_) -> str:
     return out or "<recipe>"
 
 
+#: the keys naming what a mapping's ``params`` belong to (a component's ``name``, the ``data.dataset``)
+_NAME_KEYS = ("name", "dataset")
+
+
 def _deep_merge(base: Any, over: Any, top: bool = True) -> Any:
     if isinstance(base, dict) and isinstance(over, dict):
         if not top and "name" in base and "name" in over and base["name"] != over["name"]:
             return copy.deepcopy(over)  # another component: the base's params belong to the old one
+        if not top and "dataset" in base and "dataset" in over and base["dataset"] != over["dataset"]:
+            base = {k: v for k, v in base.items() if k != "params"}  # another data set: its own params only
         out = dict(base)
         for k, v in over.items():
             out[k] = _deep_merge(base[k], v, top=False) if k in base else v
@@ -246,8 +275,8 @@ def _apply_override(doc: dict[str, Any], path: Path_, value: Any, item: str) -> 
                 valid = f"an index 0..{len(node) - 1}" if node else "nothing: the list is empty"
                 raise RecipeError([f"--set {item}: {_fmt(tuple(done))} is a list; expected {valid}, got {p!r}"])
             p = int(p)
-        elif last and p == "name" and node.get("name") not in (None, value):
-            node.pop("params", None)  # another component: the old one's params do not apply
+        elif last and p in _NAME_KEYS and node.get(p) not in (None, value):
+            node.pop("params", None)  # another component or data set: the old one's params do not apply
         elif not last:
             node.setdefault(p, {})
         done.append(p)
@@ -513,17 +542,29 @@ def _component_specs(doc: dict[str, Any]) -> list[tuple[str, Path_, Any]]:
     return [(k, p, raw) for k, p, raw in out if isinstance(raw, dict)]
 
 
-def _dataset_problems(name: str, cls: Any, validated: BaseModel, encoders: dict[str, Any], loc: _Located) -> list[str]:
+def _data_key(doc: Any, key: str) -> Any:
+    data = doc.get("data") if isinstance(doc, dict) else None
+    return data.get(key) if isinstance(data, dict) else None
+
+
+def _dataset_problems(
+    name: str, cls: Any, validated: BaseModel, encoders: dict[str, Any], loc: _Located, validation_split: Any = None
+) -> list[str]:
     """Make the dataset as training would (its constructor checks its parameters) and check the
     recipe's modalities and encoders against the modalities it declares."""
     try:
         dataset = cls(**{k: getattr(validated, k) for k in validated.model_fields_set})
     except (ValueError, TypeError, MMKerasError) as exc:
         return [f"{_at(loc, ('data', 'params'))}: {name}: {exc}"]
+    problems = []
+    if validation_split and "validation" in getattr(dataset, "splits", ()):
+        problems.append(
+            f"{_at(loc, ('data', 'validation_split'))}: dataset {name} has a validation split of its own; "
+            "remove data.validation_split to use it"
+        )
     info = dataset.info() if callable(getattr(dataset, "info", None)) else None
     if info is None:
-        return []  # not declared: the data checks these when it is loaded
-    problems = []
+        return problems  # not declared: the data checks these when it is loaded
     for modality, encoder in encoders.items():
         path = ("modalities", modality)
         if modality not in info:
@@ -582,7 +623,7 @@ def validate(
             encoders[path[1]] = (declared.input_layouts, spec.name)
         problems += found
     if dataset is not None and check_data:
-        problems += _dataset_problems(*dataset, encoders, loc)
+        problems += _dataset_problems(*dataset, encoders, loc, _data_key(doc, "validation_split"))
     if problems:
         raise RecipeError(list(dict.fromkeys(problems)), source)
     assert recipe is not None

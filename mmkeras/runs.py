@@ -262,6 +262,9 @@ def _train(recipe: Recipe, run: RunDirectory, verbose: int | str, chief: bool) -
                     True,
                     where + " validation",
                 )
+            plateau = recipe.train.reduce_lr_on_plateau
+            if plateau is not None:
+                callbacks.append(plateau_callback(plateau, val_ds is not None))
             model.fit(
                 train_ds,
                 epochs=epochs,
@@ -293,6 +296,17 @@ def _train(recipe: Recipe, run: RunDirectory, verbose: int | str, chief: bool) -
     return run
 
 
+def plateau_callback(spec: Any, has_validation: bool) -> Any:
+    """Keras's ReduceLROnPlateau for ``train.reduce_lr_on_plateau``. The learning rate it lowers is an
+    optimizer variable, so a resumed run starts from the lowered rate (its patience count starts over)."""
+    import keras
+
+    monitor = spec.monitor if spec.monitor != "auto" else ("val_loss" if has_validation else "loss")
+    return keras.callbacks.ReduceLROnPlateau(
+        monitor=monitor, factor=spec.factor, patience=spec.patience, min_lr=spec.min_lr, mode="min", verbose=1
+    )
+
+
 def keras_backend() -> str:
     import keras
 
@@ -317,9 +331,9 @@ def _load_saved_model(model: Any, run: RunDirectory, scope: Any) -> bool:
 
 
 def load_splits(recipe: Recipe) -> tuple[Any, dict[str, Any]]:
-    """The recipe's data set (built and cached if needed) and its splits: ``train`` and
-    ``validation`` (held out by ``data.validation_split`` with the recipe's seed, as in
-    training), and ``test`` when the data set has one.
+    """The recipe's data set (built and cached if needed) and its splits: ``train``,
+    ``validation`` (the data set's own when it has one, else held out by ``data.validation_split``
+    with the recipe's seed, as in training), and ``test`` when the data set has one.
 
     Every split is checked for NaN and infinite values and for modalities of zeros
     (:func:`mmkeras.data.checks.check_finite`): an error naming the modality, split and first
@@ -333,7 +347,17 @@ def load_splits(recipe: Recipe) -> tuple[Any, dict[str, Any]]:
     dropped: list[str] = []
     train, more = _checked(dataset.load("train"), "train", recipe, on_error)
     dropped += more
-    train_split, val_split = split_validation(train, recipe.data.validation_split, recipe.seed)
+    if "validation" in dataset.splits:  # the data set's own validation split (MultiBench's "valid")
+        if recipe.data.validation_split:
+            raise MMKerasError(
+                f"data.validation_split: {recipe.data.validation_split}: data set {recipe.data.dataset} has a "
+                "validation split of its own; remove data.validation_split to use it"
+            )
+        train_split = train
+        val_split, more = _checked(dataset.load("validation"), "validation", recipe, on_error)
+        dropped += more
+    else:
+        train_split, val_split = split_validation(train, recipe.data.validation_split, recipe.seed)
     splits = {"train": train_split}
     if val_split is not None:
         splits["validation"] = val_split

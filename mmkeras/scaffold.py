@@ -67,9 +67,9 @@ _BASE_RECIPE: dict[str, Any] = {
 class PluginNames:
     """Every name a plugin's files use, derived from its distribution name and kind."""
 
-    distribution: str  # mmkeras-gru
-    package: str  # mmkeras_gru: the import package, also the Keras registration package
-    component: str  # gru: the entry point's name, the name recipes use
+    distribution: str  # mmkeras-tcn
+    package: str  # mmkeras_tcn: the import package, also the Keras registration package
+    component: str  # tcn: the entry point's name, the name recipes use
     cls: str  # GruEncoder
     kind: str  # encoder
     group: str  # encoders: the registry kind; the entry-point group is mmkeras.<group>
@@ -82,7 +82,7 @@ def plugin_names(name: str, kind: str) -> PluginNames:
     if not _DISTRIBUTION.match(name):
         raise MMKerasError(
             f"new-plugin: {name!r} is not a valid distribution name: use letters, digits, '-', '_' and '.', "
-            "starting and ending with a letter or digit (e.g. mmkeras-gru)"
+            "starting and ending with a letter or digit (e.g. mmkeras-tcn)"
         )
     package = re.sub(r"[-_.]+", "_", name).lower()
     component = package.removeprefix("mmkeras_")
@@ -90,7 +90,7 @@ def plugin_names(name: str, kind: str) -> PluginNames:
         if not value.isidentifier() or keyword.iskeyword(value):
             raise MMKerasError(
                 f"new-plugin: {name!r} gives the {what} name {value!r}, which is not a Python identifier; "
-                "start it with a letter (e.g. mmkeras-gru gives package mmkeras_gru and component gru)"
+                "start it with a letter (e.g. mmkeras-tcn gives package mmkeras_tcn and component tcn)"
             )
     if importlib.util.find_spec(package) is not None:
         raise MMKerasError(

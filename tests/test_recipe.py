@@ -54,7 +54,8 @@ def test_unknown_key_with_line_and_suggestion(tmp_path):
     [msg] = problems(p)
     assert (
         msg == f"{p.resolve()}:12: train.epoch: unknown key; did you mean 'epochs'? "
-        "(allowed: epochs, jit_compile, mixed_precision, optimizer, steps_per_epoch, steps_per_execution)"
+        "(allowed: epochs, jit_compile, mixed_precision, optimizer, reduce_lr_on_plateau, steps_per_epoch, "
+        "steps_per_execution)"
     )
 
 
@@ -142,6 +143,28 @@ def test_shipped_recipes_validate(path, shipped_presets):
         if any("unknown dataset" in p for p in exc.problems):
             pytest.skip(f"its dataset's plugin is not installed: {exc}")
         raise
+
+
+def test_changing_the_dataset_drops_its_params_and_keeps_the_rest(tmp_path):
+    # `size` and `synthetic` belong to the old data set; the batch size belongs to the recipe
+    write(tmp_path, GOOD, "base.yaml")
+    child = write(tmp_path, "extends: base.yaml\nname: child\ndata: {dataset: files}\n")
+    assert _raw_data(child) == {"dataset": "files", "batch_size": 32}
+    over = _raw_data(tmp_path / "base.yaml", ["data.dataset=files"])
+    assert over == {"dataset": "files", "batch_size": 32}
+    same = _raw_data(tmp_path / "base.yaml", ["data.dataset=arrays"])
+    assert same["params"] == {"synthetic": True}
+
+
+def _raw_data(path, overrides=None):
+    """The merged and overridden ``data`` mapping of a recipe file, before validation."""
+    from mmkeras.recipe import _apply_override, _load_file
+
+    doc, _ = _load_file(path.resolve(), ())
+    for item in overrides or []:
+        key, value = item.split("=", 1)
+        _apply_override(doc, tuple(key.split(".")), value, item)
+    return doc["data"]
 
 
 def test_changing_a_component_name_drops_the_old_params(tmp_path):

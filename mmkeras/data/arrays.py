@@ -26,7 +26,8 @@ class ArraysDataset(Dataset):
     Give exactly one of:
 
     - ``path``: an ``.npz`` file. Keys ``<split>/<modality>`` (e.g. ``train/image``),
-      ``<split>/labels`` and ``<split>/mask_<modality>``; a file with plain keys
+      ``<split>/labels`` (whole numbers: int64 class labels; fractional ones: regression targets, kept as float32)
+      and ``<split>/mask_<modality>``; a file with plain keys
       (``image``, ``labels``) is one ``train`` split.
     - ``arrays``: the same layout as a dict (Python use only; recipes give a path).
     - ``synthetic``: a seeded toy set of ``num_classes`` classes with two views of a shared
@@ -139,7 +140,10 @@ class ArraysDataset(Dataset):
         arrays = self._arrays(split)
         inputs = {k: v.astype("float32") for k, v in arrays.items() if _is_modality(k)}
         masks = {k[len(MASK_PREFIX) :]: v.astype("float32") for k, v in arrays.items() if k.startswith(MASK_PREFIX)}
-        labels = arrays[LABELS].astype("int64") if LABELS in arrays else None
+        labels = arrays.get(LABELS)
+        if labels is not None:  # fractional labels are regression targets (sentiment scores): kept, not truncated
+            fractional = np.issubdtype(labels.dtype, np.floating) and not np.all(np.mod(labels, 1) == 0)
+            labels = labels.astype("float32" if fractional else "int64")
         try:
             return DataSplit(inputs, labels, masks)
         except ValueError as exc:

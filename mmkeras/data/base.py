@@ -87,8 +87,11 @@ class Dataset:
     calls it on first use.
     """
 
-    #: names of the splits :meth:`load` accepts; "train" is required.
+    #: names of the splits :meth:`load` accepts; "train" is required ("validation": the data set's own,
+    #: used instead of ``data.validation_split``).
     splits: tuple[str, ...] = ("train", "test")
+    #: for data sets read from files the user holds: where to get them (one paragraph, shown in the docs)
+    files_from: str = ""
 
     def prepare(self, progress: bool = True) -> None:
         """Build and cache whatever :meth:`load` needs. Must be idempotent (a cache hit is instant)."""

@@ -12,9 +12,13 @@ from mmkeras.data.base import Dataset, ModalityInfo
 
 #: every dataset mmkeras ships (core and first-party plugins) -> the parameters its docs entry uses
 SHIPPED: dict[str, dict[str, Any]] = {
+    "affect": {"corpus": "mosei"},
     "arrays": {"synthetic": True},
+    "avmnist": {},
     "digit_captions": {"image_size": 28},  # the optional image modality shown too
     "mhd": {},
+    "mhd_original": {},
+    "mimic": {},
     "pendulum": {},
     "trifeatures": {},
 }
@@ -99,6 +103,9 @@ def datasets_markdown() -> str:
         entry = registry.entry("datasets", name)
         cls = registry.get("datasets", name)
         lines += ["", f"## `{name}` ({entry.distribution})", "", summary(cls), ""]
+        files_from = getattr(cls, "files_from", None)  # datasets read from the user's files say where to get them
+        if files_from:
+            lines += [f"Files: {' '.join(files_from.split())}", ""]
         if name in USER_DATA:
             lines.append(USER_DATA[name])
             continue

@@ -8,6 +8,18 @@ from typing import Any
 import numpy as np
 
 
+def save_figure(fig: Any, path: str | Path) -> Path:
+    """Lay out ``fig``, write it to ``path`` (PNG, 100 dpi; folders made), close it; returns the path."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def score_of(value: Any) -> float | None:
     """A cell's number: a float, or the ``mean`` of a ``{"mean": ..., "std": ...}`` record (the
     downstream evaluator's form); ``None`` for a missing cell."""
@@ -77,12 +89,7 @@ def matrix_heatmap(
             color = "black" if shade > 0.6 else "white"  # viridis is dark at the bottom, light at the top
             ax.text(j, i, value_format.format(v), ha="center", va="center", color=color, fontsize=9)
     fig.colorbar(image, ax=ax, label=colorbar_label, fraction=0.046, pad=0.04)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def subset_matrix(results_by_model: dict[str, dict[str, Any]], scale: float = 1.0) -> tuple[list[str], np.ndarray]:

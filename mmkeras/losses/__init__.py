@@ -38,6 +38,7 @@ from mmkeras.losses.gaussian import (
 )
 from mmkeras.losses.kernel import KERNELS, centred_kernel_alignment, kernel_matrix
 from mmkeras.losses.reconstruction import RECONSTRUCTIONS, masked_reconstruction, reconstruction_error, row_mse
+from mmkeras.losses.supervised import PREDICTION_TASKS, REGRESSION_LOSSES, prediction_errors, prediction_loss
 
 __all__ = [
     "GMC_VARIANTS",
@@ -45,7 +46,9 @@ __all__ = [
     "KERNELS",
     "LIKELIHOODS",
     "NCE_FORMS",
+    "PREDICTION_TASKS",
     "RECONSTRUCTIONS",
+    "REGRESSION_LOSSES",
     "any_present",
     "both_present",
     "canonical_correlations",
@@ -72,6 +75,8 @@ __all__ = [
     "nce_loss",
     "negative_log_likelihood",
     "nt_xent",
+    "prediction_errors",
+    "prediction_loss",
     "product_of_experts",
     "reconstruction_error",
     "reparameterize",

@@ -24,9 +24,9 @@ from typing import Any, Literal
 import keras
 from keras import ops
 
-from mmkeras.distribute import local_contribution
 from mmkeras.layers.prediction import ResidualPredictionHead
 from mmkeras.losses.contrastive import gather, gather_normalized, gmc_terms
+from mmkeras.losses.supervised import prediction_loss
 from mmkeras.objectives.base import Objective
 from mmkeras.params import NonNegativeFloat, PositiveFloat
 
@@ -78,13 +78,7 @@ class GMC(Objective):
         replica's contribution to the mean over rows with ``present`` > 0."""
         if labels is None:
             raise ValueError("gmc: supervised: true needs labels; the data set gave none")
-        out = self.predict_from_joint(joint)
-        if self.task == "classification":
-            targets = ops.cast(ops.reshape(labels, (-1,)), "int32")
-            per_row = keras.losses.sparse_categorical_crossentropy(targets, out, from_logits=True)
-        else:
-            per_row = ops.abs(out[:, 0] - ops.cast(ops.reshape(labels, (-1,)), "float32"))
-        return local_contribution(ops.where(present > 0, per_row, 0.0), present)
+        return prediction_loss(self.predict_from_joint(joint), labels, present, self.task, "l1")
 
     def call(self, outputs, labels=None):
         masks = outputs.masks
