@@ -300,3 +300,29 @@ def test_missing_files_through_the_cli(tmp_path: Path, monkeypatch: pytest.Monke
 def test_write_standin_rows(tmp_path: Path) -> None:
     folder = write_standin(tmp_path / "s", rows=30, seed=1)
     assert [len(read_torch(folder / f)[0]) for f in ("mhd_train.pt", "mhd_test.pt")] == [30, 6]
+
+
+def test_an_mhd_recipe_trains_on_the_original_files_by_switching_the_dataset(tmp_path: Path) -> None:
+    # what docs/real_data.md tells a user to type: the mhd recipe's own `size` is dropped with its dataset
+    import mmkeras
+
+    root = Path(__file__).resolve().parents[3]
+    folder = tmp_path / "mhd"
+    folder.mkdir()
+    write_standin(folder, rows=64, seed=1)
+    overrides = [
+        "data.dataset=mhd_original",
+        f"data.params.path={folder}",
+        f"data.params.data_dir={tmp_path / 'cache'}",
+        "data.batch_size=16",
+        "train.epochs=1",
+        "train.jit_compile=false",
+        "evaluate=[]",
+    ]
+    recipe = mmkeras.load_recipe(root / "recipes" / "gmc_mhd.yaml", overrides)
+    assert recipe.data.params == {"path": str(folder), "data_dir": str(tmp_path / "cache")}
+    run = mmkeras.train(recipe, str(tmp_path / "run"), verbose=0)
+    model = mmkeras.load_model(str(run.model_file))
+    test = MHDOriginal(path=str(folder), data_dir=str(tmp_path / "cache")).load("test")
+    z = model.encode({m: test.inputs[m] for m in ("image", "sound", "trajectory", "label")})
+    assert z.shape == (len(test), 64) and np.all(np.isfinite(z))
