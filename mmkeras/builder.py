@@ -76,13 +76,16 @@ def make_optimizer(recipe: Recipe):
 
 
 def resolve_jit_compile(recipe: Recipe, strategy: Any) -> bool:
-    """XLA on wherever it was measured to help and work: a single device. Keras's own "auto"
-    turns it off on CPU and under any strategy; under MirroredStrategy on logical CPUs it
-    fails, so it stays off there."""
+    """XLA on wherever it was measured to help and work: a single device, and JAX's
+    ``data_parallel`` (one compiled program over the device mesh). Keras's own "auto" turns it off
+    on CPU and under any strategy; under MirroredStrategy on logical CPUs it fails, so it stays
+    off there."""
+    from mmkeras.distribute import is_data_parallel
+
     setting = recipe.train.jit_compile
     if setting != "auto":
         return bool(setting)
-    return strategy is None or getattr(strategy, "num_replicas_in_sync", 1) == 1
+    return strategy is None or is_data_parallel(strategy) or getattr(strategy, "num_replicas_in_sync", 1) == 1
 
 
 def build_model(
@@ -95,8 +98,9 @@ def build_model(
 
     ``input_shapes`` (modality -> shape without the batch axis) default to those of the
     recipe's dataset, which is then prepared and loaded. ``strategy`` (a ``tf.distribute``
-    strategy) defaults to the recipe's ``distribute.strategy``; the model is built and
-    compiled under its scope, so ``model.fit`` trains under it too.
+    strategy, or on JAX a ``keras.distribution`` distribution) defaults to the recipe's
+    ``distribute.strategy``; the model is built and compiled under its scope, so ``model.fit``
+    trains under it too.
     """
     import keras
 
@@ -115,10 +119,11 @@ def build_model(
     )
     keras.utils.set_random_seed(recipe.seed)
     dims = {"output_dim": recipe.model.feature_dim}
-    if strategy is None:  # from Python as from the CLI: the recipe names the strategy
-        from mmkeras.distribute import make_strategy
+    from mmkeras.distribute import check_global_batch, make_strategy
 
+    if strategy is None:  # from Python as from the CLI: the recipe names the strategy
         strategy = make_strategy(recipe.distribute.strategy)
+    check_global_batch(strategy, recipe.data.batch_size)
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     with scope:
         encoders = {

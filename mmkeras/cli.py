@@ -34,10 +34,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     overrides = list(args.set)
     if args.workers:
-        from mmkeras.distribute import cluster_config
+        from mmkeras.distribute import cluster_config, initialize_processes, keras_backend_name
 
-        os.environ["TF_CONFIG"] = cluster_config(args.workers.split(","), args.worker_index)
-        overrides.append("distribute.strategy=multi_worker")
+        workers = args.workers.split(",")
+        if keras_backend_name() == "jax":  # keras.distribution: join the processes before any JAX computation
+            initialize_processes(workers, args.worker_index)
+            overrides.append("distribute.strategy=data_parallel")
+        else:
+            os.environ["TF_CONFIG"] = cluster_config(workers, args.worker_index)
+            overrides.append("distribute.strategy=multi_worker")
     recipe = load_recipe(_resolve_recipe(args.recipe), overrides)
     from mmkeras.runs import train
 
@@ -84,6 +89,11 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from mmkeras.recipe import load_recipe
 
     recipe = load_recipe(_resolve_recipe(args.recipe), args.set)
+    from mmkeras.distribute import strategy_problem
+
+    problem = strategy_problem(recipe.distribute.strategy)  # the backend is this process's, read without Keras
+    if problem:
+        raise MMKerasError(f"{recipe.source}: {problem}")
     print(f"{recipe.source}: ok ({recipe.name}: {', '.join(sorted(recipe.modalities))} -> {recipe.objective.name})")
     return 0
 
@@ -251,7 +261,13 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE", help="override a recipe value")
     t.add_argument("--output", "-o", default=None, help="run directory (default runs/<recipe name>)")
     t.add_argument("--verbose", type=int, choices=[0, 1, 2], default=None, help="Keras verbosity")
-    t.add_argument("--workers", default=None, metavar="HOST:PORT,...", help="multi-worker cluster (sets TF_CONFIG)")
+    t.add_argument(
+        "--workers",
+        default=None,
+        metavar="HOST:PORT,...",
+        help="processes training together: TensorFlow sets TF_CONFIG (multi_worker); JAX joins them with "
+        "keras.distribution.initialize (data_parallel; process 0 serves the coordinator at the first address)",
+    )
     t.add_argument("--worker-index", type=int, default=0, help="this process's index in --workers (0 = chief)")
     t.set_defaults(func=_cmd_train)
 

@@ -125,8 +125,10 @@ class TrainSpec(_Spec):
 
 
 class DistributeSpec(_Spec):
-    strategy: Literal["auto", "one_device", "mirrored", "multi_worker", "tpu"] = Field(
-        "auto", description="auto = mirrored over every GPU when there are several, else one device"
+    strategy: Literal["auto", "one_device", "mirrored", "multi_worker", "tpu", "data_parallel"] = Field(
+        "auto",
+        description="TensorFlow: mirrored, multi_worker, tpu; JAX: data_parallel (keras.distribution); "
+        "auto = mirrored (TensorFlow) or data_parallel (JAX) over several GPUs (JAX: or processes), else one device",
     )
 
 

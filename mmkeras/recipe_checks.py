@@ -54,12 +54,16 @@ def modality_name_problems(params: dict[str, Any], modalities: list[str]) -> lis
 
 
 def pair_problems(params: dict[str, Any], modalities: list[str]) -> list[tuple[str, str]]:
-    """(parameter, problem) for a ``pair`` parameter naming modalities the recipe does not have:
+    """(parameter, problem) for a ``pair`` or ``pairs`` parameter naming modalities the recipe does not have:
     the default of :meth:`mmkeras.objectives.base.Objective.check_recipe`."""
     pair = params.get("pair") or []
     unknown = [m for m in pair if m not in modalities]
     if unknown:
         return [("pair", f"{unknown[0]!r} is not a modality of this recipe (modalities: {', '.join(modalities)})")]
+    pairs = params.get("pairs") if isinstance(params.get("pairs"), list) else []  # [[a, b], ...] (siglip)
+    unknown = [m for p in pairs if isinstance(p, list) for m in p if m not in modalities]
+    if unknown:
+        return [("pairs", f"{unknown[0]!r} is not a modality of this recipe (modalities: {', '.join(modalities)})")]
     return []
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -176,8 +177,9 @@ def train(recipe: Recipe, output: str | os.PathLike[str] | None = None, verbose:
 
     The directory is locked while this process works in it. A loss that becomes NaN or infinite
     stops training at once, marks the run ``failed`` and raises :class:`TrainingFailed`."""
-    from mmkeras.distribute import worker_index
+    from mmkeras.distribute import check_strategy, worker_index
 
+    check_strategy(recipe.distribute.strategy)  # a strategy this backend cannot run: before anything is written
     run = RunDirectory(output or Path("runs") / recipe.name)
     chief = worker_index() == 0  # in multi-worker training only the chief writes the run directory
     if not chief:
@@ -192,17 +194,19 @@ def _train(recipe: Recipe, run: RunDirectory, verbose: int | str, chief: bool) -
 
     from mmkeras.builder import build_model, input_shapes_of
     from mmkeras.data.pipeline import make_dataset as make_tf_dataset
-    from mmkeras.distribute import make_strategy, worker_index
+    from mmkeras.distribute import chief_alone, jax_process_count, make_strategy, worker_index
 
     dataset, splits = load_splits(recipe)  # data problems surface before anything is written
     strategy = make_strategy(recipe.distribute.strategy)
     index = worker_index()
+    processes = jax_process_count()  # JAX processes under data_parallel: only the chief writes, even checkpoints
+    train_split, val_split = splits["train"], splits.get("validation")
+    val_batch = _even_batches(strategy, recipe, len(train_split), len(val_split) if val_split is not None else 0)
     if chief:
         run.claim(recipe)
         for directory in (run.path, run.checkpoint):
             remove_stale_temporaries(directory)
     modalities = sorted(recipe.modalities)
-    train_split, val_split = splits["train"], splits.get("validation")
 
     model = build_model(recipe, input_shapes_of(train_split, modalities), strategy)
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
@@ -211,9 +215,13 @@ def _train(recipe: Recipe, run: RunDirectory, verbose: int | str, chief: bool) -
     epochs = recipe.train.epochs
     if verbose == "auto":
         verbose = 1 if _is_tty() else 2
-    state = run.state() if chief else {}
+    state = run.state() if chief or processes > 1 else {}  # JAX processes read it too: none retrains a finished run
     complete = state.get("status") == "complete" and state.get("epochs_completed", 0) >= epochs
-    if complete and _load_saved_model(model, run, scope):
+    if complete and processes > 1 and run.model_file.exists():
+        if not chief:
+            return run
+        print(f"{run.path}: training already complete ({state['epochs_completed']} epochs); evaluating the saved model")
+    elif complete and _load_saved_model(model, run, scope):
         print(f"{run.path}: training already complete ({state['epochs_completed']} epochs); evaluating the saved model")
         if chief and not run.encoder_file.exists():  # a run finished before encoders were saved alone
             atomic_write(run.encoder_file, lambda tmp: model.encoder.save(str(tmp)))
@@ -231,14 +239,15 @@ def _train(recipe: Recipe, run: RunDirectory, verbose: int | str, chief: bool) -
             callbacks: list[Any] = [guard]
             if chief:
                 run.write_state(epochs_completed=done, epochs=epochs, status="training", failure=None)
+                recorder = EpochRecorder if processes == 1 else _ChiefEpochRecorder
                 callbacks.append(
-                    EpochRecorder(backup, guard, run.history_file, lambda e: run.write_state(epochs_completed=e))
+                    recorder(backup, guard, run.history_file, lambda e: run.write_state(epochs_completed=e))
                 )
                 if keras_backend() == "tensorflow":  # its summary writer is TensorFlow's
                     import keras
 
                     callbacks.append(keras.callbacks.TensorBoard(str(run.logs)))
-            else:
+            elif processes == 1:  # a JAX process reads the chief's checkpoint and has no copy to write
                 callbacks.append(EpochRecorder(backup, guard))
             train_ds = make_tf_dataset(
                 train_split,
@@ -255,7 +264,7 @@ def _train(recipe: Recipe, run: RunDirectory, verbose: int | str, chief: bool) -
                 val_ds = make_tf_dataset(
                     val_split,
                     modalities,
-                    min(batch, len(val_split)),
+                    val_batch,
                     False,
                     recipe.seed,
                     True,
@@ -265,16 +274,19 @@ def _train(recipe: Recipe, run: RunDirectory, verbose: int | str, chief: bool) -
             plateau = recipe.train.reduce_lr_on_plateau
             if plateau is not None:
                 callbacks.append(plateau_callback(plateau, val_ds is not None))
-            model.fit(
-                train_ds,
-                epochs=epochs,
-                initial_epoch=done,
-                steps_per_epoch=recipe.train.steps_per_epoch,
-                validation_data=val_ds,
-                callbacks=callbacks,
-                shuffle=False,  # the pipeline shuffles
-                verbose=verbose,
-            )
+            with warnings.catch_warnings():
+                if processes > 1:  # a per-process shard has no known length: Keras learns it by running out once
+                    warnings.filterwarnings("ignore", "Your input ran out of data", UserWarning)
+                model.fit(
+                    train_ds,
+                    epochs=epochs,
+                    initial_epoch=done,
+                    steps_per_epoch=recipe.train.steps_per_epoch,
+                    validation_data=val_ds,
+                    callbacks=callbacks,
+                    shuffle=False,  # the pipeline shuffles
+                    verbose=verbose,
+                )
             if guard.failure is not None:
                 kept = list_checkpoints(run.checkpoint)
                 last = f"the checkpoint after epoch {kept[0][0]} is kept" if kept else "no epoch had completed"
@@ -287,13 +299,63 @@ def _train(recipe: Recipe, run: RunDirectory, verbose: int | str, chief: bool) -
                 )
         if not chief:
             return run
-        atomic_write(run.model_file, lambda tmp: model.save(str(tmp)))
-        atomic_write(run.encoder_file, lambda tmp: model.encoder.save(str(tmp)))
+        with chief_alone():
+            atomic_write(run.model_file, lambda tmp: model.save(str(tmp)))
+            atomic_write(run.encoder_file, lambda tmp: model.encoder.save(str(tmp)))
         run.write_state(epochs_completed=epochs, epochs=epochs, status="complete", failure=None)
 
+    if processes > 1:  # the chief evaluates alone: on a copy of the saved model off the processes' device mesh
+        import keras
+
+        from mmkeras import load_model
+
+        keras.distribution.set_distribution(None)
+        model = load_model(str(run.model_file))
     results = evaluate(model, recipe.evaluate, splits, run)
     write_report(recipe, run, results, skipped=_skipped_rows(dataset))
     return run
+
+
+class _ChiefEpochRecorder(EpochRecorder):
+    """The chief's checkpoints when several JAX processes train: written off their device mesh
+    (:func:`mmkeras.distribute.chief_alone`), since the other processes write none."""
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        from mmkeras.distribute import chief_alone
+
+        with chief_alone():
+            super().on_epoch_end(epoch, logs)
+
+
+def _even_batches(strategy: Any, recipe: Recipe, train_rows: int, val_rows: int) -> int:
+    """The validation batch size (at most the recipe's, a multiple of the data_parallel devices and
+    processes), after checking that every training batch splits evenly over them: errors name the
+    recipe key before anything is written."""
+    import math
+
+    from mmkeras.distribute import check_global_batch, data_parallel_devices, jax_process_count
+
+    batch = recipe.data.batch_size
+    check_global_batch(strategy, batch)
+    devices, processes = data_parallel_devices(strategy), jax_process_count()
+    split = math.lcm(devices, processes)
+    rest = train_rows % batch
+    # several processes each take a slice of every batch: a short last batch would leave one without
+    if rest and not recipe.data.drop_remainder and (processes > 1 or rest % devices):
+        raise MMKerasError(
+            f"data.drop_remainder: false leaves a last batch of {rest} rows ({train_rows} rows in batches of "
+            f"{batch}), which does not split over data_parallel's devices and processes; set "
+            "data.drop_remainder: true, or make data.batch_size divide the row count"
+        )
+    if not val_rows:
+        return 0
+    val_batch = min(batch, val_rows) // split * split
+    if not val_batch:
+        raise MMKerasError(
+            f"data.validation_split: the validation split has {val_rows} rows, fewer than data_parallel's "
+            f"{split} devices and processes; hold out more rows"
+        )
+    return val_batch
 
 
 def plateau_callback(spec: Any, has_validation: bool) -> Any:

@@ -63,8 +63,9 @@ def run(tmp_path, replicas, objective):
     [
         {"name": "infonce", "params": {"temperature": 0.1}},
         {"name": "infonce", "params": {"learnable_temperature": True}},
+        {"name": "siglip", "params": {}},
     ],
-    ids=["infonce", "infonce-learnable-temperature"],
+    ids=["infonce", "infonce-learnable-temperature", "siglip"],
 )
 def test_two_replicas_match_one_device(tmp_path, objective):
     one, two = run(tmp_path, 1, objective), run(tmp_path, 2, objective)

@@ -54,7 +54,10 @@ def make_dataset(
     n = len(y)
     if drop_remainder and n < batch_size:
         raise DataError(f"{where} has {n} rows, fewer than data.batch_size={batch_size}; lower data.batch_size")
-    if keras.backend.backend() != "tensorflow":
+    from mmkeras.distribute import jax_process_count
+
+    # several JAX processes: keras.distribution shards a tf.data.Dataset per process, and nothing else
+    if keras.backend.backend() != "tensorflow" and jax_process_count() == 1:
         return ArrayBatches(x, y, batch_size, shuffle, seed, drop_remainder)
     import tensorflow as tf
 

@@ -38,6 +38,7 @@ from mmkeras.losses.gaussian import (
 )
 from mmkeras.losses.kernel import KERNELS, centred_kernel_alignment, kernel_matrix
 from mmkeras.losses.reconstruction import RECONSTRUCTIONS, masked_reconstruction, reconstruction_error, row_mse
+from mmkeras.losses.siglip import siglip, siglip_rows
 from mmkeras.losses.supervised import PREDICTION_TASKS, REGRESSION_LOSSES, prediction_errors, prediction_loss
 
 __all__ = [
@@ -82,6 +83,8 @@ __all__ = [
     "reparameterize",
     "row_mse",
     "sample_mixture",
+    "siglip",
+    "siglip_rows",
     "split_experts",
     "supervised_contrastive",
     "top_k_correlation",
