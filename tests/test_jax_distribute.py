@@ -165,6 +165,64 @@ def test_two_processes_match_one_device(two_devices, tmp_path):
         np.testing.assert_array_equal(p0[k], p1[k])  # both processes hold the same weights
 
 
+HLO_SCRIPT = r"""
+import json, re, sys
+import jax
+import keras
+import mmkeras
+
+out, batch = sys.argv[1], int(sys.argv[2])
+shapes = {}
+for chunked in (True, False):
+    recipe = mmkeras.recipe_from_dict({
+        "name": "hlo", "seed": 0,
+        "data": {"dataset": "arrays", "params": {"synthetic": True, "num_samples": 64}, "batch_size": batch},
+        "modalities": {"a": {"encoder": {"name": "mlp", "params": {"hidden_units": [8]}}},
+                       "b": {"encoder": {"name": "mlp", "params": {"hidden_units": [8]}}}},
+        "model": {"feature_dim": 6, "latent_dim": 4, "head": {"name": "mlp", "params": {"normalize": True}}},
+        "objective": {"name": "siglip", "params": {"chunked": chunked}},
+        "distribute": {"strategy": "data_parallel"},
+    })
+    model = mmkeras.build_model(recipe, {"a": [16], "b": [8, 8, 1]})
+    dist = keras.distribution.distribution()
+
+    def spec(shape, dtype="float32"):  # the global batch's shape, split over the devices as Keras feeds it
+        return jax.ShapeDtypeStruct(shape, dtype, sharding=dist.get_data_layout(shape).backend_layout)
+
+    ones = spec((batch,))
+    data = ({"a": spec((batch, 16)), "b": spec((batch, 8, 8, 1)), "masks": {"a": ones, "b": ones}},
+            spec((batch,), "int64"))
+    model._symbolic_build(data_batch=data)
+    model.optimizer.build(model.trainable_variables)
+    state = model._get_jax_state(trainable_variables=True, non_trainable_variables=True, optimizer_variables=True,
+                                 metrics_variables=True)
+    # jitted as Keras's JAX trainer does in make_train_function; compiled text is the per-device program
+    step = jax.jit(model.train_step, donate_argnums=0, out_shardings=(None, model._get_state_sharding_spec()))
+    hlo = step.lower(state, data).compile().as_text()
+    shapes[str(chunked)] = sorted({tuple(int(d) for d in m.split(",")) for m in re.findall(r"f32\[([\d,]+)\]", hlo)})
+with open(f"{out}/shapes.json", "w") as f:
+    json.dump(shapes, f)
+"""
+
+
+def test_siglip_under_data_parallel_holds_one_local_block_of_logits_per_device(tmp_path):
+    """The compiled per-device train step at global batch 4096 on 2 devices: chunked, each device's largest
+    f32 tensor is a 2048 x 2048 logits block (unchunked: 2048 x 4096, local x global), and none is B x B."""
+    proc = subprocess.run(
+        [sys.executable, "-c", HLO_SCRIPT, str(tmp_path), "4096"],
+        env=jax_env(2),
+        capture_output=True,
+        text=True,
+        timeout=HANG,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    shapes = {k: [tuple(s) for s in v] for k, v in json.loads((tmp_path / "shapes.json").read_text()).items()}
+    for chunked in ("True", "False"):
+        assert not [s for s in shapes[chunked] if sum(d >= 4096 for d in s) >= 2], chunked
+    largest = {k: max(v, key=lambda s: int(np.prod(s))) for k, v in shapes.items()}
+    assert largest == {"True": (2048, 2048), "False": (2048, 4096)}
+
+
 def start_processes(recipe, run, ports, logs, env_extra=None):
     """``mmkeras train --workers`` in two JAX processes, each writing to a log file (a pipe nobody
     reads while we wait would fill and block it)."""

@@ -10,10 +10,13 @@ is missing are neither positives nor negatives of that pair, and |B| counts its 
 Under tf.distribute every replica gathers each modality's latents once (N * b rows, with a
 gradient) and, with ``chunked``, scores its b local rows against them in N blocks of b x b logits,
 each recomputed in the backward pass, so no replica holds more than local x local logits at a
-time; unchunked, it scores the local x global block at once. Both give the same loss and
-gradients, and on one device (or under JAX's ``keras.distribution``, where the step sees the
-global batch) both are the plain loss. The paper's loss is for one pair of modalities; the mean
-over pairs is this library's extension to M modalities, as for ``infonce``.
+time; unchunked, it scores the local x global block at once. Under JAX's ``data_parallel`` the step
+sees the global batch B, split over N devices by the compiler: chunked, it scores N blocks of
+B x B/N logits, which the compiler row-shards to B/N x B/N per device (checked on the compiled
+per-device program in tests/test_jax_distribute.py); unchunked, each device holds B/N x B. Both
+give the same loss and gradients, and on one device both are the plain loss. The paper's loss is
+for one pair of modalities; the mean over pairs is this library's extension to M modalities, as
+for ``infonce``.
 """
 
 from __future__ import annotations
@@ -44,8 +47,9 @@ class SigLIP(Objective):
         init_bias: the initial bias b (-10 in the paper, so that the many negatives start near
             their target and the first steps are not dominated by them).
         learnable: train t' and b (as in the paper); false keeps them at their initial values.
-        chunked: under N replicas, score the gathered columns in N blocks of b x b logits (false:
-            one local x global block). The loss and gradients are the same.
+        chunked: under N replicas or N data_parallel devices, score the columns in N blocks, so
+            each holds b x b logits (false: one local x global block). The loss and gradients are
+            the same.
         pairs: ``all`` (every pair a < b of the model's modalities) or a list of ``[a, b]`` pairs.
     """
 
@@ -107,10 +111,13 @@ class SigLIP(Objective):
         return ops.exp(self.log_temperature)
 
     def _chunks(self, columns: int | None) -> int:
-        """N column blocks under N tf.distribute replicas (b x b logits each) or over data_parallel's N
-        devices (B x B/N, row-sharded to B/N x B/N per device); 1 if the columns do not split evenly."""
-        chunks = max(num_replicas(), data_parallel_devices(keras.distribution.distribution()))
-        return chunks if columns is not None and columns % chunks == 0 else 1
+        """N column blocks under N tf.distribute replicas (b x b logits each), or over data_parallel's N
+        devices (B x B/N, row-sharded to B/N x B/N per device) when the B columns split evenly; else 1."""
+        replicas = num_replicas()
+        if replicas > 1:  # N * b gathered columns always split in N, even when b is not static
+            return replicas
+        devices = data_parallel_devices(keras.distribution.distribution())
+        return devices if columns is not None and columns % devices == 0 else 1
 
     def call(self, outputs, labels=None):
         pairs = self.modality_pairs(list(outputs.latents))
