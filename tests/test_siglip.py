@@ -135,6 +135,12 @@ def test_chunks_give_the_loss_and_gradient_of_one_block():
     assert one == pytest.approx(np.sum(per_pair[4:8][keep[4:8]]) / keep[4:8].sum(), rel=1e-5)
 
 
+def test_chunks_that_do_not_divide_the_columns_are_refused():
+    z = np.eye(6, 4, dtype="float32")
+    with pytest.raises(ValueError, match="chunks must divide the 6 columns into equal blocks, got 4"):
+        siglip(z, z, 10.0, -10.0, None, 4)
+
+
 def test_float16_latents_give_float32_loss():
     z, masks = tiny(("a", "b"), seed=3)
     half = {m: v.astype("float16") for m, v in z.items()}

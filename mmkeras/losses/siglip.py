@@ -10,6 +10,10 @@ and summed: under tf.distribute each replica gathers every replica's y (N * b ro
 and scores its local x against them in N blocks of b x b logits (``chunks``), never local x global.
 Each block is recomputed in the backward pass (``keras.remat``): kept for the gradient, the N
 blocks would hold b x N*b floats again (measured: chunking alone left the peak memory unchanged).
+On JAX the blocks run in a loop (``ops.scan``) whose checkpointed body keeps only a [b] running sum:
+summed in Python, XLA scheduled the blocks side by side (a train step's temporary memory at a global
+batch of 4096 on 2 devices, 2 blocks: 84.9 MB against 101.6 unchunked; looped, 51.4 MB, and 26.2 and
+13.6 MB with 4 and 8 blocks). TensorFlow runs the Python loop's blocks one after the other.
 
 Computed as -log sigmoid(l) = softplus(-l) = softplus(l) - l: every pair is scored as a negative,
 softplus(l_ij) over the present columns, and each present row subtracts its positive logit l_ii,
@@ -35,6 +39,29 @@ def _negatives(rows: Any, columns: Any, weights: Any, scale: Any, bias: Any) -> 
     return ops.sum(ops.softplus(logits) * ops.expand_dims(weights, 0), axis=1)
 
 
+def _unrolled_negatives(rows: Any, columns: Any, weights: Any, scale: Any, bias: Any, chunks: int) -> Any:
+    """:func:`_negatives` summed over ``chunks`` column blocks, each recomputed for the gradient, so the
+    backward pass keeps no block's logits."""
+    block = keras.remat(_negatives)
+    blocks, present = ops.split(columns, chunks, axis=0), ops.split(weights, chunks, axis=0)
+    return sum(block(rows, c, w, scale, bias) for c, w in zip(blocks, present))
+
+
+def _scanned_negatives(rows: Any, columns: Any, weights: Any, scale: Any, bias: Any, chunks: int) -> Any:
+    """:func:`_negatives` summed over ``chunks`` column blocks in a loop whose checkpointed body keeps
+    only the [b] running sum per step, so one block's logits is alive at a time."""
+    size = columns.shape[0] // chunks
+    blocks = ops.reshape(columns, (chunks, size, columns.shape[1]))
+    present = ops.reshape(weights, (chunks, size))
+    block = keras.remat(_negatives)
+
+    def step(total, xs):
+        return total + block(rows, xs[0], xs[1], scale, bias), None
+
+    total, _ = ops.scan(step, ops.zeros_like(rows[:, 0], dtype="float32"), (blocks, present))
+    return total
+
+
 def siglip_rows(anchors: Any, others: Any, scale: Any, bias: Any, mask: Any = None, chunks: int = 1) -> Any:
     """Per local anchor row i, sum over the present columns j of ``others`` of -log sigmoid(z_ij l_ij)
     (0 where row i is absent), with l_ij = scale <a_i, b_j> + bias.
@@ -47,14 +74,16 @@ def siglip_rows(anchors: Any, others: Any, scale: Any, bias: Any, mask: Any = No
     m = _mask(mask, b)
     if chunks < 1:
         raise ValueError(f"chunks must be at least 1, got {chunks}")
+    columns = b.columns.shape[0]
+    if columns is not None and columns % chunks:
+        raise ValueError(f"chunks must divide the {columns} columns into equal blocks, got {chunks}")
     scale, bias = ops.cast(scale, "float32"), ops.cast(bias, "float32")
-    blocks = ops.split(b.columns, chunks, axis=0) if chunks > 1 else [b.columns]
-    present = ops.split(m.columns, chunks, axis=0) if chunks > 1 else [m.columns]
-    # recomputed for the gradient, so only one block's logits is alive at a time
-    block = _negatives if chunks == 1 else keras.remat(_negatives)
-    negatives = 0.0
-    for columns, weights in zip(blocks, present):
-        negatives = negatives + block(a.rows, columns, weights, scale, bias)
+    if chunks == 1:
+        negatives = _negatives(a.rows, b.columns, m.columns, scale, bias)
+    elif keras.backend.backend() == "jax":
+        negatives = _scanned_negatives(a.rows, b.columns, m.columns, scale, bias, chunks)
+    else:
+        negatives = _unrolled_negatives(a.rows, b.columns, m.columns, scale, bias, chunks)
     positive = scale * ops.sum(a.rows * b.rows, axis=-1) + bias
     return ops.where(m.rows > 0, negatives - positive, 0.0)
 

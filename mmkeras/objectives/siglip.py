@@ -13,8 +13,10 @@ each recomputed in the backward pass, so no replica holds more than local x loca
 time; unchunked, it scores the local x global block at once. Under JAX's ``data_parallel`` the step
 sees the global batch B, split over N devices by the compiler: chunked, it scores N blocks of
 B x B/N logits, which the compiler row-shards to B/N x B/N per device (checked on the compiled
-per-device program in tests/test_jax_distribute.py); unchunked, each device holds B/N x B. Both
-give the same loss and gradients, and on one device both are the plain loss. The paper's loss is
+per-device program in tests/test_jax_distribute.py); unchunked, each device holds B/N x B. The
+blocks run one after the other, so a device's temporary memory is about 1/N of the unchunked step's
+(compiled train step on 2 devices, global batch 4096: 51.4 against 101.6 MB; 8192: 203.5 against
+404.6 MB). Both give the same loss and gradients, and on one device both are the plain loss. The paper's loss is
 for one pair of modalities; the mean over pairs is this library's extension to M modalities, as
 for ``infonce``.
 """
