@@ -1,0 +1,1 @@
+"""Peer implementations in other frameworks, for side-by-side speed benchmarks (optional installs)."""
