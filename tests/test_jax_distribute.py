@@ -143,10 +143,9 @@ def test_a_batch_that_does_not_split_over_the_devices_is_refused(two_devices):
 
 def test_two_processes_match_one_device(two_devices, tmp_path):
     workers = ",".join(f"127.0.0.1:{p}" for p in free_ports(2))
-    objectives = json.dumps({"infonce": OBJECTIVES["infonce"]})
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", STEP_SCRIPT, f"process:{i}:{workers}", str(tmp_path), objectives],
+            [sys.executable, "-c", STEP_SCRIPT, f"process:{i}:{workers}", str(tmp_path), json.dumps(OBJECTIVES)],
             env=jax_env(1),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -157,12 +156,14 @@ def test_two_processes_match_one_device(two_devices, tmp_path):
     for p in procs:
         _, err = p.communicate(timeout=HANG)
         assert p.returncode == 0, err[-3000:]
-    one = load(two_devices / "infonce-one_device-0.npz")
-    p0, p1 = load(tmp_path / "infonce-data_parallel-0.npz"), load(tmp_path / "infonce-data_parallel-1.npz")
-    assert int(p0["devices"]) == 2  # one device in each process
-    assert_same_training(one, p0)
-    for k in p0:
-        np.testing.assert_array_equal(p0[k], p1[k])  # both processes hold the same weights
+    for objective in sorted(OBJECTIVES):
+        one = load(two_devices / f"{objective}-one_device-0.npz")
+        p0 = load(tmp_path / f"{objective}-data_parallel-0.npz")
+        p1 = load(tmp_path / f"{objective}-data_parallel-1.npz")
+        assert int(p0["devices"]) == 2, objective  # one device in each process
+        assert_same_training(one, p0)
+        for k in p0:
+            np.testing.assert_array_equal(p0[k], p1[k])  # both processes hold the same weights
 
 
 HLO_SCRIPT = r"""
