@@ -6,9 +6,17 @@ from pathlib import Path
 from typing import Any
 
 from mmkeras.data.base import DataSplit
+from mmkeras.errors import MMKerasError
 from mmkeras.recipe_checks import modality_name_problems, modality_subsets
 
-__all__ = ["Evaluator", "modality_name_problems", "modality_subsets", "subset_name"]
+__all__ = [
+    "Evaluator",
+    "check_png_filename",
+    "labelled_test_split",
+    "modality_name_problems",
+    "modality_subsets",
+    "subset_name",
+]
 
 
 class Evaluator:
@@ -35,3 +43,20 @@ class Evaluator:
 
 def subset_name(subset: tuple[str, ...], modalities: list[str]) -> str:
     return "complete" if set(subset) == set(modalities) else "+".join(subset)
+
+
+def check_png_filename(evaluator: str, filename: str) -> str:
+    """``filename`` if it is a plain file name ending in ``.png`` (a figure in the run's folder), else a ValueError."""
+    if not filename.endswith(".png") or "/" in filename or "\\" in filename:
+        raise ValueError(f"{evaluator}: filename must be a plain file name ending in .png, got {filename!r}")
+    return filename
+
+
+def labelled_test_split(evaluator: str, data: dict[str, DataSplit]) -> DataSplit:
+    """The ``test`` split (else ``validation``), which must have labels; else a one-line error."""
+    split = data.get("test") or data.get("validation")
+    if split is None:
+        raise MMKerasError(f"{evaluator} needs a test or validation split; got {sorted(data)}")
+    if split.labels is None:
+        raise MMKerasError(f"{evaluator} needs labelled data; the data set gave no labels")
+    return split
