@@ -9,7 +9,7 @@ import pytest
 from mmkeras.data.base import DataSplit
 from mmkeras.errors import MMKerasError
 from mmkeras.evaluators._delaunay import edge_lengths, euclidean_mst, hdbscan_labels, ray_edges
-from mmkeras.evaluators.dca import DCA, delaunay_component_analysis
+from mmkeras.evaluators.dca import DCA, delaunay_component_analysis, distinct_rows, f1_score
 
 DIM = 8
 CENTRES = np.random.default_rng(5).normal(size=(4, DIM)) * 6.0
@@ -156,6 +156,48 @@ def test_consistency_counts_points_by_hand():
     assert result["precision"] == 1.0 and result["recall"] == 1.0
 
 
+def test_every_score_and_f1_by_hand_on_a_line():
+    """In one dimension the Delaunay graph is the path through the sorted points (and the spanning
+    tree already holds it), so every DCA score can be counted by hand. Three blobs, far apart:
+    A = R R E R E E R E (4 R, 4 E; of its 7 edges 5 join R to E), B = 6 R, C = 3 E (fewer than
+    min_cluster_size 5: three outliers). Only A is fundamental (B's consistency is 0)."""
+    spots = np.array([0.0, 1.1, 2.0, 3.2, 4.1, 5.3, 6.0, 7.2])
+    in_r = np.array([c == "R" for c in "RREREERE"])
+    r = np.concatenate([spots[in_r], 100 + np.array([0.0, 1.2, 2.1, 3.3, 4.0, 5.4])])[:, None]
+    e = np.concatenate([spots[~in_r], 300 + np.array([0.0, 1.1, 2.3])])[:, None]
+    result = delaunay_component_analysis(r, e, rays=8, min_cluster_size=5)
+    assert result["precision"] == pytest.approx(4 / 7)  # A's 4 E of the 7
+    assert result["recall"] == pytest.approx(4 / 10)  # A's 4 R of the 10
+    assert result["f1"] == pytest.approx(8 / 17)  # 2 (4/7)(2/5) / (4/7 + 2/5)
+    assert result["f1"] == f1_score(result["precision"], result["recall"])
+    assert result["network_consistency"] == pytest.approx(1 - 3 / 17)
+    assert result["network_quality"] == pytest.approx(5 / 12)  # A's 5 R-E edges of A's 7 and B's 5
+    assert (result["num_components"], result["num_fundamental"]) == (2, 1)
+    assert result["num_outliers"] == {"reference": 0, "evaluated": 3}
+    a, b = result["components"]
+    assert (a["num_reference"], a["num_evaluated"], a["consistency"]) == (4, 4, 1.0)
+    assert a["quality"] == pytest.approx(5 / 7) and a["fundamental"]
+    assert (b["num_reference"], b["num_evaluated"], b["quality"], b["fundamental"]) == (6, 0, 0.0, False)
+
+
+def test_f1_is_the_harmonic_mean_of_precision_and_recall():
+    assert f1_score(1.0, 1.0) == 1.0
+    assert f1_score(0.0, 0.0) == 0.0 and f1_score(1.0, 0.0) == 0.0
+    assert f1_score(0.9, 0.6) == pytest.approx(2 * 0.9 * 0.6 / 1.5)  # 0.72
+
+
+def test_distinct_rows_rounds_before_deduplicating():
+    points = np.array([[1.0, 0.0], [0.0, 1.0], [1.00001, 0.0], [0.0, 1.0], [0.5, 0.5], [0.50004, 0.5]])
+    assert distinct_rows(points).tolist() == [[0.0, 1.0], [0.5, 0.5], [1.0, 0.0]]  # 4 decimals, as GMC
+    assert distinct_rows(points, decimals=5).tolist() == [
+        [0.0, 1.0],
+        [0.5, 0.5],
+        [0.50004, 0.5],
+        [1.0, 0.0],
+        [1.00001, 0.0],
+    ]
+
+
 def test_thresholds_decide_what_is_fundamental(reference):
     e = clusters([0, 1, 2, 3], 100, seed=3)  # a quarter as many points: each component's consistency is about 0.4
     loose = delaunay_component_analysis(reference, e, rays=8)
@@ -198,10 +240,32 @@ def test_the_evaluator_scores_an_aligned_a_far_and_a_half_covering_modality(tmp_
     assert scores["b"]["precision"] == 0.0 and scores["b"]["recall"] == 0.0
     assert scores["c"]["precision"] > 0.9 and 0.35 < scores["c"]["recall"] < 0.65
     report = dca.report(json.loads(json.dumps(results)))
-    assert "| E | P | R | C | Q | components | fundamental | outliers (R / E) |" in report
+    assert "| E | P | R | F1 | C | Q | E points | components | fundamental | outliers (R / E) |" in report
     s = scores["b"]
-    assert f"| b | 0.000 | 0.000 | 1.000 | 0.000 | {s['num_components']} | 0 |" in report
+    assert f"| b | 0.000 | 0.000 | 0.000 | 1.000 | 0.000 | 250 | {s['num_components']} | 0 |" in report
     assert "8 rays per point" in report
+    assert "(distinct)" not in report and "Table 2" in report  # the note on the GMC paper's 'DCA score'
+    assert scores["a"]["f1"] == f1_score(scores["a"]["precision"], scores["a"]["recall"]) > 0.95
+
+
+def test_the_evaluator_reduces_a_label_like_modality_to_its_distinct_points(tmp_path):
+    """As GMC's DCA protocol does for the MHD label: E from c alone takes 4 values (one per
+    cluster centre, up to float noise), so it is 4 points against 250 complete ones."""
+    rng = np.random.default_rng(7)
+    which = rng.integers(0, 4, 300)
+    a = CENTRES[which] + rng.normal(size=(300, DIM))
+    label = CENTRES[which] + rng.normal(size=(300, DIM)) * 1e-7
+    split = DataSplit({"a": a, "b": a + 100.0, "c": label})
+    dca = DCA(max_points=250, rays=8, modalities=["c"], deduplicate=["c"])
+    results = dca.evaluate(StubModel(), {"test": split}, tmp_path)
+    s = results["scores"]["c"]
+    assert s["deduplicated"] and (s["num_reference"], s["num_evaluated"]) == (250, 4)
+    assert s["precision"] == 1.0 and s["recall"] > 0.95  # each centre lies in its cluster of R
+    assert s["network_consistency"] == pytest.approx(1 - 246 / 254)
+    report = dca.report(json.loads(json.dumps(results)))
+    assert "| 4 (distinct) |" in report and "E reduced to its distinct rows" in report
+    kept = DCA(max_points=250, rays=8, modalities=["c"]).evaluate(StubModel(), {"test": split}, tmp_path)
+    assert kept["scores"]["c"]["num_evaluated"] == 250 and not kept["scores"]["c"]["deduplicated"]  # the default
 
 
 def test_the_evaluator_checks_its_inputs(tmp_path):
@@ -214,3 +278,7 @@ def test_the_evaluator_checks_its_inputs(tmp_path):
         DCA(consistency_threshold=1.0)
     with pytest.raises(ValueError, match="max_points must be at least 2"):
         DCA(max_points=1)
+    with pytest.raises(MMKerasError, match=r"dca: deduplicate names \['a'\], which are not among the evaluated"):
+        DCA(modalities=["b"], deduplicate=["a"]).evaluate(StubModel(), {"test": split}, tmp_path)
+    with pytest.raises(ValueError, match="deduplicate_decimals must be at least 0"):
+        DCA(deduplicate_decimals=-1)
