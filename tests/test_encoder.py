@@ -126,8 +126,9 @@ def test_a_model_saved_before_the_encoder_split_loads_with_the_same_outputs():
     expected = np.load(FIXTURES / "legacy" / "gmc-0.1-expected.npz")
     model = mmkeras.load_model(str(FIXTURES / "legacy" / "gmc-0.1.keras"))
     x = {"a": expected["x_a"], "b": expected["x_b"]}
-    np.testing.assert_array_equal(model.encode(x), expected["joint"])
-    np.testing.assert_array_equal(model.encode(x, ["a"]), expected["a_only"])
+    # float32 round-off only: the fixture was written on another CPU, whose kernels may differ in the last bits
+    np.testing.assert_allclose(model.encode(x), expected["joint"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model.encode(x, ["a"]), expected["a_only"], rtol=1e-5, atol=1e-6)
     prediction = np.asarray(model.objective.predict_from_joint(model.encode(x)))
-    np.testing.assert_array_equal(prediction, expected["prediction"])
+    np.testing.assert_allclose(prediction, expected["prediction"], rtol=1e-5, atol=1e-6)
     assert isinstance(mmkeras.load_encoder(str(FIXTURES / "legacy" / "gmc-0.1.keras")), MultimodalEncoder)

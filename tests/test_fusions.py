@@ -153,3 +153,14 @@ def test_attention_needs_token_dim_divisible_by_heads():
 @pytest.mark.parametrize("name", ["tensor", "low_rank", "gated", "attention"])
 def test_fusions_are_registered(name):
     assert mmkeras.registry.get("fusions", name) is FUSIONS[name][0]
+
+
+def test_mean_fusion_averages_token_features_first():
+    from mmkeras.fusions.mean import MeanFusion
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(2, 3, 4)).astype("float32"), rng.normal(size=(2, 5, 4)).astype("float32")
+    masks = {"a": np.array([1.0, 1.0], "float32"), "b": np.array([1.0, 0.0], "float32")}
+    got = np.asarray(MeanFusion()({"a": a, "b": b}, masks))
+    expected = np.stack([(a[0].mean(0) + b[0].mean(0)) / 2, a[1].mean(0)])  # row 1: b is missing
+    np.testing.assert_allclose(got, expected, rtol=1e-6)

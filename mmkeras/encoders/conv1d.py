@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import keras
 from keras import layers
 
 from mmkeras.encoders.base import ConvolutionEncoder
+from mmkeras.encoders.conv2d import conv_config, feature_map_tokens, keep_output, token_count
 from mmkeras.params import PositiveInt
 
 
@@ -18,6 +21,11 @@ class Conv1DEncoder(ConvolutionEncoder):
     encoder reads a 32x128 feature map as 32 steps of 128 features:
     ``filters=[128, 128, 256], kernel_sizes=[1, 4, 4], strides=[1, 2, 2], batch_norm=true,
     activation=relu``.
+
+    ``output: tokens`` keeps the time steps: the last feature map ``[B, T', C]`` becomes
+    ``[B, T', output_dim]``, the projection applied to each step, for objectives that read frames
+    (``dmc``) and the ``transformer`` fusion. ``output: vector`` (the default) is the flattened map
+    projected to ``[B, output_dim]``, with the same layers as before the option.
     """
 
     #: the row shapes (no batch axis) it reads, a sequence of feature vectors; checked by `mmkeras validate`
@@ -31,6 +39,7 @@ class Conv1DEncoder(ConvolutionEncoder):
         strides: list[PositiveInt] = (1, 2, 2),  # type: ignore[assignment]
         activation: str = "relu",
         batch_norm: bool = True,
+        output: Literal["vector", "tokens"] = "vector",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -51,3 +60,17 @@ class Conv1DEncoder(ConvolutionEncoder):
             for i, (f, k, s) in enumerate(zip(self.filters, self.kernel_sizes, self.strides))
         ]
         self._finish_stack(convs, batch_norm, activation)
+        keep_output(self, output)
+
+    def call(self, x, training=None):
+        if self.output_mode == "tokens":
+            return feature_map_tokens(self, x, training)
+        return super().call(x, training=training)
+
+    def compute_output_shape(self, input_shape):
+        if self.output_mode == "vector":
+            return super().compute_output_shape(input_shape)
+        return (input_shape[0], token_count([input_shape[1]], self.strides), self.output_dim)
+
+    def get_config(self):
+        return conv_config(self)

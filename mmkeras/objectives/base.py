@@ -145,3 +145,13 @@ class DecodingObjective(Objective):
     def build_from_config(self, config):
         if config:
             self._make_decoders(int(config["code_dim"]), {t: list(s) for t, s in config["target_shapes"].items()})
+
+
+def validated_pairs(pairs: Any) -> Any:
+    """An objective's ``pairs`` parameter: ``"all"``, or a list of [a, b] pairs of two different modalities."""
+    if pairs == "all":
+        return pairs
+    same = [p for p in pairs if p[0] == p[1]]
+    if same:
+        raise ValueError(f"pairs: each pair must name two different modalities, got {list(same[0])}")
+    return [list(p) for p in pairs]

@@ -35,7 +35,7 @@ from mmkeras.errors import RecipeError
 from mmkeras.losses.contrastive import both_present
 from mmkeras.losses.siglip import siglip
 from mmkeras.objectives._contrastive import gathered_latents, modality_pairs
-from mmkeras.objectives.base import Objective
+from mmkeras.objectives.base import Objective, validated_pairs
 from mmkeras.params import FiniteFloat, PositiveFloat
 
 
@@ -69,12 +69,7 @@ class SigLIP(Objective):
         self.init_bias = float(init_bias)
         self.learnable = bool(learnable)
         self.chunked = bool(chunked)
-        if pairs != "all":
-            same = [p for p in pairs if p[0] == p[1]]
-            if same:
-                raise ValueError(f"pairs: each pair must name two different modalities, got {list(same[0])}")
-            pairs = [list(p) for p in pairs]
-        self.pairs = pairs
+        self.pairs = validated_pairs(pairs)
         self.log_temperature = self.add_weight(
             name="log_temperature",
             shape=(),
