@@ -127,8 +127,9 @@ TABLES: dict[str, Table] = {
                 Row("clip", "CLIP-style pairwise InfoNCE (ours, not in the paper)", "clip_mhd", (_DOWNSTREAM,)),
             ),
             (
-                "Protocol: the `downstream` evaluator (an MLP on frozen complete-observation representations, 3 "
-                "classifier seeds per run, tested with only each column's modalities); MHD built locally, not "
+                "Protocol: the `downstream` evaluator (an MLP on frozen complete-observation representations, "
+                "the recipe's classifier seeds per run unless the command overrides them, tested with only each "
+                "column's modalities); MHD built locally, not "
                 "the paper's data (see the section above).",
                 _UNTRANSCRIBED,
             ),
