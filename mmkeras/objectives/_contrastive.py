@@ -8,6 +8,7 @@ from typing import Any
 
 from keras import ops
 
+from mmkeras.errors import RecipeError
 from mmkeras.losses.contrastive import Gathered, gather, gather_normalized
 from mmkeras.record import Record
 
@@ -18,6 +19,18 @@ def modality_pairs(modalities: Any, who: str) -> list[tuple[str, str]]:
     if not pairs:
         raise ValueError(f"{who} needs at least two modalities")
     return pairs
+
+
+def chosen_pairs(pairs: Any, modalities: Any, who: str) -> list[tuple[str, str]]:
+    """An objective's ``pairs`` parameter (``"all"`` or [a, b] lists) as sorted pairs, checked against the
+    model's modalities."""
+    if pairs == "all":
+        return modality_pairs(modalities, who)
+    mods = sorted(modalities)
+    unknown = sorted({m for p in pairs for m in p} - set(mods))
+    if unknown:
+        raise RecipeError([f"objective.params.pairs: unknown modalities {unknown}; the model has {mods}"])
+    return sorted({tuple(sorted(p)) for p in pairs})
 
 
 def gathered_latents(record: Record) -> tuple[dict[str, Gathered], dict[str, Gathered]]:

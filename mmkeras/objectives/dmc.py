@@ -22,7 +22,7 @@ from pydantic import Field
 from mmkeras.errors import RecipeError
 from mmkeras.losses.contrastive import both_present, gather
 from mmkeras.losses.dmc import centre_similarity, centre_vectors, dmc_loss, soft_kmeans
-from mmkeras.objectives._contrastive import modality_pairs
+from mmkeras.objectives._contrastive import chosen_pairs
 from mmkeras.objectives.base import Objective, validated_pairs
 from mmkeras.params import NonNegativeFloat, PositiveFloat, PositiveInt
 
@@ -59,13 +59,7 @@ class DMC(Objective):
 
     def modality_pairs(self, modalities: list[str]) -> list[tuple[str, str]]:
         """The pairs this objective scores, each sorted, checked against the model's modalities."""
-        if self.pairs == "all":
-            return modality_pairs(modalities, "dmc")
-        mods = sorted(modalities)
-        unknown = sorted({m for p in self.pairs for m in p} - set(mods))
-        if unknown:
-            raise RecipeError([f"objective.params.pairs: unknown modalities {unknown}; the model has {mods}"])
-        return sorted({tuple(sorted(p)) for p in self.pairs})
+        return chosen_pairs(self.pairs, modalities, "dmc")
 
     def build(self, outputs_shape, labels_shape=None):
         # checked here: Keras re-raises errors from call() with one string, garbling a RecipeError

@@ -31,10 +31,9 @@ from keras import ops
 from pydantic import Field
 
 from mmkeras.distribute import data_parallel_devices, num_replicas
-from mmkeras.errors import RecipeError
 from mmkeras.losses.contrastive import both_present
 from mmkeras.losses.siglip import siglip
-from mmkeras.objectives._contrastive import gathered_latents, modality_pairs
+from mmkeras.objectives._contrastive import chosen_pairs, gathered_latents
 from mmkeras.objectives.base import Objective, validated_pairs
 from mmkeras.params import FiniteFloat, PositiveFloat
 
@@ -87,13 +86,7 @@ class SigLIP(Objective):
 
     def modality_pairs(self, modalities: list[str]) -> list[tuple[str, str]]:
         """The pairs this objective scores, each sorted, checked against the model's modalities."""
-        if self.pairs == "all":
-            return modality_pairs(modalities, "siglip")
-        mods = sorted(modalities)
-        unknown = sorted({m for p in self.pairs for m in p} - set(mods))
-        if unknown:
-            raise RecipeError([f"objective.params.pairs: unknown modalities {unknown}; the model has {mods}"])
-        return sorted({tuple(sorted(p)) for p in self.pairs})
+        return chosen_pairs(self.pairs, modalities, "siglip")
 
     def build(self, outputs_shape, labels_shape=None):
         # pairs are checked here: Keras re-raises errors from call() with one string, garbling a RecipeError
