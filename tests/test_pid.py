@@ -309,3 +309,50 @@ def _mi(p):
     """I(X1, X2; Y) in bits of a table p[x1, x2, y]."""
     outer, on = p.sum(2, keepdims=True) * p.sum((0, 1), keepdims=True), p > 0
     return float(np.sum(p[on] * np.log2(p[on] / outer[on])))
+
+
+def test_pid_evaluator_decomposes_each_task_of_the_same_inputs(tmp_path, monkeypatch):
+    import mmkeras.evaluators.pid as pid_module
+
+    rng = np.random.default_rng(3)
+    bits = rng.integers(0, 2, size=(2000, 2))
+    inputs = {m: noisy_codes(bits[:, i], rng) for i, m in enumerate("ab")}
+    labels = {"S": bits[:, 0] ^ bits[:, 1], "U1": bits[:, 0], "R": bits[:, 0] * 0}
+    asked = []
+
+    def fake_splits(evaluator, dataset, params, task, splits=("test",)):
+        asked.append((evaluator, dataset, params, task, splits))
+        return [DataSplit(inputs, labels[params["label"]])]
+
+    monkeypatch.setattr(pid_module, "load_task_splits", fake_splits)
+
+    class CountingModel(StubModel):
+        calls = 0
+
+        def encode(self, inputs, modalities):
+            CountingModel.calls += 1
+            return super().encode(inputs, modalities)
+
+    evaluator = PID(
+        clusters=2,
+        tasks={"S": {"label": "S"}, "U1": {"label": "U1"}},
+        dataset="toy",
+        dataset_params={"size": 7, "label": "R"},
+    )
+    results = evaluator.evaluate(CountingModel(["a", "b"]), {}, tmp_path)
+    assert asked == [("pid", "toy", {"size": 7, "label": "S"}, "S", ("test",))] + [
+        ("pid", "toy", {"size": 7, "label": "U1"}, "U1", ("test",))
+    ]
+    assert CountingModel.calls == 2  # one encode per modality: the second task reuses the codes
+    s, u1 = results["tasks"]["S"]["pairs"]["a+b"]["bits"], results["tasks"]["U1"]["pairs"]["a+b"]["bits"]
+    assert s["synergy"]["mean"] == pytest.approx(1.0, abs=3e-3) and s["unique1"]["mean"] < 3e-3
+    assert u1["unique1"]["mean"] == pytest.approx(1.0, abs=3e-3) and u1["synergy"]["mean"] < 3e-3
+    report = evaluator.report(json.loads(json.dumps(results)))
+    assert "| task | H(Y) | pair | redundancy |" in report
+    # U1: H(bit 0) of these 2,000 rows is 0.999 bits, all of it unique to a
+    assert "| U1 | 0.999 | a+b | 0.000 ± 0.000 (0%) | 0.999 ± 0.000 (100%) | 0.000 ± 0.000 (0%) |" in report
+    assert "O-information of (a, b, label S)" in report
+    with Image.open(tmp_path / "pid.png") as image:
+        assert image.format == "PNG"
+    with pytest.raises(ValueError, match="pid: tasks need a dataset"):
+        PID(tasks={"S": {}})

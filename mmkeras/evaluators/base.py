@@ -13,6 +13,7 @@ __all__ = [
     "Evaluator",
     "check_png_filename",
     "labelled_test_split",
+    "load_task_splits",
     "modality_name_problems",
     "modality_subsets",
     "subset_name",
@@ -60,3 +61,16 @@ def labelled_test_split(evaluator: str, data: dict[str, DataSplit]) -> DataSplit
     if split.labels is None:
         raise MMKerasError(f"{evaluator} needs labelled data; the data set gave no labels")
     return split
+
+
+def load_task_splits(
+    evaluator: str, dataset: str, params: dict[str, Any], task: str, splits: tuple[str, ...] = ("test",)
+) -> list[DataSplit]:
+    """``splits`` of the registered data set ``dataset`` built with ``params``: how evaluators with
+    ``tasks`` (Trifeatures' R, U1, U2, S) read each task's labels. Errors name ``<evaluator>.tasks.<task>``."""
+    from mmkeras.builder import instantiate
+    from mmkeras.recipe import ComponentSpec
+
+    ds = instantiate("datasets", ComponentSpec(name=dataset, params=params), f"{evaluator}.tasks.{task}")
+    ds.prepare()
+    return [ds.load(split) for split in splits]

@@ -11,7 +11,7 @@ import numpy as np
 
 from mmkeras.data.base import DataSplit
 from mmkeras.errors import DataError, MMKerasError
-from mmkeras.evaluators.base import Evaluator
+from mmkeras.evaluators.base import Evaluator, load_task_splits
 from mmkeras.params import PositiveInt
 
 REPRESENTATIONS = ("joint", "modalities")
@@ -161,15 +161,11 @@ class LogisticProbe(Evaluator):
                     f"logistic_probe needs a train split and a test or validation split; got {sorted(data)}"
                 )
             return {"label": (train, test)}
-        from mmkeras.builder import instantiate
-        from mmkeras.recipe import ComponentSpec
-
         out = {}
         for name, overrides in self.tasks.items():
-            spec = ComponentSpec(name=self.dataset, params={**self.dataset_params, **overrides})
-            ds = instantiate("datasets", spec, f"logistic_probe.tasks.{name}")
-            ds.prepare()
-            out[name] = (ds.load("train"), ds.load("test"))
+            params = {**self.dataset_params, **overrides}
+            train, test = load_task_splits("logistic_probe", self.dataset, params, name, ("train", "test"))
+            out[name] = (train, test)
         return out
 
     def _features(self, model: Any, split: DataSplit, where: str) -> tuple[np.ndarray, np.ndarray]:

@@ -30,6 +30,7 @@ from mmkeras.plugin import Reader
 from mmkeras_audio.features import FEATURE_BACKENDS, log_mel, mfcc, num_frames
 
 BACKENDS = ("auto", "tensorflow-io", "soundfile", "tf")
+_SOUNDFILE_LOCK = threading.Lock()
 FEATURES = ("raw", "mfcc", "mel")
 
 
@@ -88,7 +89,11 @@ def decode(path: str, backend: str = "auto") -> tuple[np.ndarray, int, str]:
     if used == "soundfile":
         import soundfile
 
-        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+        # libsndfile keeps its error state in process-wide globals (libsndfile issues #279 and #610), and
+        # the files dataset reads rows in threads: one file at a time through it (decoding a WAV is fast;
+        # resampling and features, below, still run in parallel). A CI run once crashed inside a threaded read.
+        with _SOUNDFILE_LOCK:
+            data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     elif used == "tf":
         import tensorflow as tf
 
