@@ -22,6 +22,10 @@ class Conv1DEncoder(ConvolutionEncoder):
     ``filters=[128, 128, 256], kernel_sizes=[1, 4, 4], strides=[1, 2, 2], batch_norm=true,
     activation=relu``.
 
+    A ``[B, T]`` input is read as T steps of one feature (``[B, T, 1]``): the pendulum's 12 sound
+    values with ``kernel_sizes: [3, ...], strides: [3, ...]`` become 4 steps (each frame's 3
+    frequencies, then its 3 amplitudes).
+
     ``output: tokens`` keeps the time steps: the last feature map ``[B, T', C]`` becomes
     ``[B, T', output_dim]``, the projection applied to each step, for objectives that read frames
     (``dmc``) and the ``transformer`` fusion. ``output: vector`` (the default) is the flattened map
@@ -29,7 +33,7 @@ class Conv1DEncoder(ConvolutionEncoder):
     """
 
     #: the row shapes (no batch axis) it reads, a sequence of feature vectors; checked by `mmkeras validate`
-    input_layouts = ("T, C",)
+    input_layouts = ("T, C", "T")
 
     def __init__(
         self,
@@ -63,6 +67,8 @@ class Conv1DEncoder(ConvolutionEncoder):
         keep_output(self, output)
 
     def call(self, x, training=None):
+        if len(x.shape) == 2:
+            x = keras.ops.expand_dims(x, -1)
         if self.output_mode == "tokens":
             return feature_map_tokens(self, x, training)
         return super().call(x, training=training)

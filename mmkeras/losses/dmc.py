@@ -1,5 +1,5 @@
 """Deep multimodal clustering (DMC; Hu, Nie and Li, CVPR 2019, "Deep Multimodal Clustering for
-Unsupervised Audiovisual Learning"): each sample's token features (image patches, sound frames) are
+Unsupervised Audiovisual Learning"): each sample's token features (image patches, the steps of a sound sequence) are
 clustered into K centres by a few differentiable soft k-means steps, and the centres of two
 modalities of the same sample are aligned, centre k with centre k, by a max-margin loss against the
 other samples' centres.

@@ -1,6 +1,6 @@
 """DMC, deep multimodal clustering (Hu, Nie and Li, CVPR 2019, "Deep Multimodal Clustering for
 Unsupervised Audiovisual Learning"): each modality's token features (an encoder with ``output:
-tokens``: image patches, sound frames) are clustered per sample into K centres by ``iterations``
+tokens``: image patches, sequence steps) are clustered per sample into K centres by ``iterations``
 soft k-means steps at ``temperature``, and for every pair of modalities a < b the loss is the
 max-margin loss aligning centre k of a with centre k of b of the same sample against the other
 samples' centres (margin alpha), averaged over the pairs. The maths, and where it departs from the
