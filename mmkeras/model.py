@@ -88,6 +88,8 @@ class MultimodalModel(keras.Model):
             )
         self._encoder = encoder
         self.objective = objective
+        if callable(getattr(objective, "attach_encoder", None)):  # an objective that uses the encoder's parts (ae2net)
+            objective.attach_encoder(encoder)
         self.augmentations = {m: list(a) for m, a in (augmentations or {}).items() if a}
         # what the objective asks of the forward pass (CoMM: two augmented views, single-modality joints)
         self.num_views = int(getattr(objective, "num_views", 1))
