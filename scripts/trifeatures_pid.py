@@ -31,6 +31,7 @@ sys.modules["reproduce"] = reproduce
 _spec.loader.exec_module(reproduce)
 
 TABLE = "trifeatures-pid"
+FIGURE = ROOT / "docs" / "figures" / "trifeatures_pid.png"
 ROWS = (("comm", "CoMM"), ("cross", "Cross"), ("crossself", "Cross+Self"))
 PAIR = "image1+image2"
 #: task -> (label, the part of the decomposition Trifeatures' construction puts its information in)
@@ -176,6 +177,35 @@ def markdown(table: dict[str, dict[str, Any]], clusters: int, seeds: int, comman
     return "\n".join(lines)
 
 
+def figure(table: dict[str, dict[str, Any]], path: Path) -> None:
+    """One panel per task: each row's decomposition stacked (bits), the permuted-label total as a tick."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = {"redundancy": "#4c72b0", "unique1": "#55a868", "unique2": "#c44e52", "synergy": "#8172b2"}
+    names = [f"{r['label']}\n{r['variant']}" for r in table.values()]
+    fig, axes = plt.subplots(1, len(TASKS), figsize=(3.2 * len(TASKS), 3.8))
+    for ax, (task, (_, expected)) in zip(axes, TASKS.items()):
+        bottom = [0.0] * len(table)
+        for part in PARTS:
+            heights = [r["cells"][task][part]["bits"]["mean"] for r in table.values()]
+            ax.bar(names, heights, bottom=bottom, color=colours[part], label=part)
+            bottom = [b + h for b, h in zip(bottom, heights)]
+        ax.scatter(names, [r["permuted"][task]["mean"] for r in table.values()], color="black", marker="_", s=300)
+        entropy = next(iter(table.values()))["cells"][task][expected]["entropy"]
+        ax.set_title(f"{task} task: all {entropy:.2f} bits are {expected}", fontsize=9)
+        ax.tick_params(axis="x", labelsize=7)
+    axes[0].set_ylabel("bits of I(Z1,Z2;Y)")
+    axes[-1].legend(fontsize=7, title="part (tick: permuted labels)", title_fontsize=7)
+    fig.suptitle("BROJA decomposition of each Trifeatures label over the two images' representations")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs-dir", type=Path, default=Path("runs/reproduce"))
@@ -191,6 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     out = args.runs_dir / "comm-trifeatures" / "pid.json"
     if table:
         out.write_text(json.dumps(table, indent=1))
+    if args.write_docs and table:
+        figure(table, FIGURE)
+        text += f"\n\n![PID of Trifeatures representations](figures/{FIGURE.name})"
     if args.write_docs:
         reproduce.write_docs(reproduce.DOCS, TABLE, text)
     return 0

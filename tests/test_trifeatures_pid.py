@@ -65,6 +65,8 @@ def test_table_from_runs_that_hold_the_decomposition(script, tmp_path):
         "| CoMM | unbiased | 0.40 ± 0.10 [0.39] (49%) | 0.40 ± 0.00 [0.38] (80%) | 0.30 ± 0.00 [0.28] (75%) |" in text
     )
     assert "| CoMM | unbiased | S | 0.000 | 0.000 | 0.000 | 0.050 | 0.050 | 0.150 |" in text
+    script.figure(table, tmp_path / "pid.png")
+    assert (tmp_path / "pid.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_the_pid_spec_reads_the_runs_data_and_probes_unbiased_pairs(script, tmp_path):
