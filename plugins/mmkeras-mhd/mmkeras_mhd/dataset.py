@@ -93,6 +93,8 @@ class MHD(CachedDataset):
         stroke_width: pen width range in pixels (image).
         jitter: pen jitter standard deviation in glyph units (image and trajectory).
         affine: scale of the random rotation, shear, scale and shift (image and trajectory; 0: none).
+        test_size: test samples, overriding the size's (e.g. ``size: small, test_size: 10000``: train on
+            5,000 and evaluate on the full size's 10,000 test samples, the same arrays).
     """
 
     splits = ("train", "test")
@@ -116,6 +118,7 @@ class MHD(CachedDataset):
         stroke_width: tuple[float, float] | None = None,
         jitter: float | None = None,
         affine: float | None = None,
+        test_size: int | None = None,
     ) -> None:
         from mmkeras_mhd import generate  # numpy, Pillow, fonts; librosa loads lazily
 
@@ -126,6 +129,10 @@ class MHD(CachedDataset):
             raise ValueError(f"MHD: data_dir must be a non-empty path string or None, got {data_dir!r}")
         if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
             raise ValueError(f"MHD: workers must be a positive int or None, got {workers!r}")
+        if test_size is not None:
+            if not isinstance(test_size, int) or isinstance(test_size, bool) or test_size < 1:
+                raise ValueError(f"MHD: test_size must be a positive int or None, got {test_size!r}")
+            n_test = test_size
         self.size = size
         self.seed = seed
         self.sizes = {"train": n_train, "test": n_test}

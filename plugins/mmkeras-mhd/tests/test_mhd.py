@@ -118,6 +118,16 @@ def test_seed_changes_data_and_sizes_share_samples(splits: dict[str, DataSplit],
         assert not np.array_equal(other.inputs[m], small.inputs[m])
 
 
+def test_test_size_takes_the_first_samples_of_a_larger_test_set(splits: dict[str, DataSplit], tmp_path: Path) -> None:
+    ds = MHD(size=20, test_size=7, seed=0, data_dir=str(tmp_path), workers=1)
+    assert ds.sizes == {"train": 20, "test": 7}
+    test = ds.load("test")
+    for m in MODALITIES:  # the same arrays as the tiny size's first 7 test samples
+        np.testing.assert_array_equal(test.inputs[m], splits["test"].inputs[m][:7])
+    with pytest.raises(ValueError, match="MHD: test_size must be a positive int or None, got 0"):
+        MHD(size="tiny", test_size=0)
+
+
 def test_second_prepare_is_a_cache_hit(tiny: MHD, monkeypatch: pytest.MonkeyPatch) -> None:
     stamps = {s: tiny.cache_path(s).stat().st_mtime_ns for s in tiny.splits}
 
