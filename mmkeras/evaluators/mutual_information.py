@@ -407,6 +407,8 @@ class MutualInformation(Evaluator):
             "steps": self.steps,
             "batch_size": self.batch_size,
             "seeds": self.seeds,
+            "validation_fraction": self.validation_fraction,
+            "select_on": self.select_on,
             "rows": rows_used,
         }
         if labelled:
