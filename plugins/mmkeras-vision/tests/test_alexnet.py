@@ -10,8 +10,8 @@ import pytest
 from mmkeras_vision.alexnet import AlexNetEncoder, feature_map_side
 
 import mmkeras
+from mmkeras import load_recipe
 from mmkeras.plugin import check_encoder
-from mmkeras.recipe import load_recipe
 
 RECIPE = Path(__file__).resolve().parents[3] / "recipes" / "comm_trifeatures_224.yaml"
 
