@@ -15,17 +15,14 @@ label's entropy log 10 = 2.30 nats, the most any representation can carry.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("reproduce", ROOT / "scripts" / "reproduce.py")
-reproduce = importlib.util.module_from_spec(_spec)
-sys.modules["reproduce"] = reproduce
-_spec.loader.exec_module(reproduce)
+sys.path.insert(0, str(ROOT / "scripts"))
+import reproduce  # noqa: E402  (scripts/reproduce.py: mean_std, write_docs and the docs' path)
 
 TABLE = "mhd-mutual-information"
 MODALITIES = ("image", "sound", "trajectory", "label")

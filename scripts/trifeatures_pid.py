@@ -18,17 +18,14 @@ plug-in bias of the discretised estimate), and a task's cell is the part its str
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("reproduce", ROOT / "scripts" / "reproduce.py")
-reproduce = importlib.util.module_from_spec(_spec)
-sys.modules["reproduce"] = reproduce
-_spec.loader.exec_module(reproduce)
+sys.path.insert(0, str(ROOT / "scripts"))
+import reproduce  # noqa: E402  (scripts/reproduce.py: mean_std, write_docs and the docs' path)
 
 TABLE = "trifeatures-pid"
 FIGURE = ROOT / "docs" / "figures" / "trifeatures_pid.png"
